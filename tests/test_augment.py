@@ -1,0 +1,219 @@
+"""Tests for lfe.data.augment: each op's shape, range, determinism and a defining property."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from lfe import data
+from lfe.data import augment
+
+
+def _images(batch=4, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    return jnp.asarray(rng.integers(1, 256, (batch, size, size, 3)), jnp.float32)
+
+
+KEY = jax.random.key(0)
+
+IMAGE_OPS = [  # (name, kwargs, output height and width) on 16x16 inputs
+    ("random_crop", {"pad": 4}, (16, 16)),
+    ("random_crop", {"pad": 2, "size": 12, "mode": "reflect"}, (12, 12)),
+    ("resize_then_crop", {"resize_to": 20, "size": 16}, (16, 16)),
+    ("flip_left_right", {}, (16, 16)),
+    ("cutout", {"size": 4}, (16, 16)),
+    ("resize", {"size": 8}, (8, 8)),
+    ("resize", {"size": (24, 20)}, (24, 20)),
+]
+
+
+@pytest.mark.parametrize("name, kwargs, out_hw", IMAGE_OPS)
+def test_op_shape_range_determinism(name, kwargs, out_hw):
+    images = _images(batch=8)
+    op = augment.get_op(name).fn
+    out = op(KEY, images, **kwargs)
+    assert out.shape == (8, *out_hw, 3) and out.dtype == jnp.float32
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 255.0
+    np.testing.assert_array_equal(out, op(KEY, images, **kwargs))
+    jitted = jax.jit(functools.partial(op, **kwargs))(KEY, images)
+    np.testing.assert_allclose(jitted, out, atol=1e-4)
+    if name != "resize":
+        assert not np.array_equal(out, op(jax.random.key(1), images, **kwargs))
+
+
+def _windows(padded, size):
+    """Every size x size window of each padded image: [B, n_offsets, h, w, C]."""
+    h, w = size
+    rows, cols = padded.shape[1] - h + 1, padded.shape[2] - w + 1
+    return np.stack([np.stack([padded[b, i:i + h, j:j + w] for i in range(rows)
+                               for j in range(cols)]) for b in range(len(padded))])
+
+
+def test_random_crop_is_a_window_of_the_zero_padded_image():
+    images = np.asarray(_images(batch=6, size=8))
+    out = np.asarray(data.random_crop(KEY, jnp.asarray(images), pad=2))
+    padded = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)))
+    windows = _windows(padded, (8, 8))
+    for b in range(6):
+        assert (windows[b] == out[b]).all(axis=(1, 2, 3)).sum() == 1
+    offsets_used = [np.flatnonzero((windows[b] == out[b]).all(axis=(1, 2, 3)))[0]
+                    for b in range(6)]
+    assert len(set(offsets_used)) > 1  # per-example offsets
+
+
+def test_crop_at_offset_pad_keeps_image_and_pad_zero_is_identity():
+    images = _images(batch=3, size=8)
+    padded = jnp.pad(images, ((0, 0), (4, 4), (4, 4), (0, 0)))
+    kept = data.crop_at(padded, jnp.full((3, 2), 4), (8, 8))
+    np.testing.assert_array_equal(kept, images)
+    corner = data.crop_at(padded, jnp.zeros((3, 2), jnp.int32), (8, 8))
+    np.testing.assert_array_equal(corner[:, :4], 0)
+    np.testing.assert_array_equal(corner[:, 4:, 4:], images[:, :4, :4])
+    np.testing.assert_array_equal(data.random_crop(KEY, images, pad=0), images)
+
+
+def test_resize_then_crop_is_a_window_of_the_resized_image():
+    images = _images(batch=3, size=8)
+    out = np.asarray(data.resize_then_crop(KEY, images, resize_to=10, size=8))
+    windows = _windows(np.asarray(data.resize(KEY, images, size=10)), (8, 8))
+    for b in range(3):
+        assert (windows[b] == out[b]).all(axis=(1, 2, 3)).any()
+
+
+def test_flip_twice_with_same_key_is_identity_and_per_example():
+    images = _images(batch=32, size=6)
+    once = data.flip_left_right(KEY, images)
+    np.testing.assert_array_equal(data.flip_left_right(KEY, once), images)
+    flipped = np.array([np.array_equal(once[b], images[b, :, ::-1]) for b in range(32)])
+    kept = np.array([np.array_equal(once[b], images[b]) for b in range(32)])
+    assert (flipped | kept).all() and flipped.any() and kept.any()
+    np.testing.assert_array_equal(data.flip_left_right(KEY, images, prob=1.0), images[:, :, ::-1])
+    np.testing.assert_array_equal(data.flip_left_right(KEY, images, prob=0.0), images)
+
+
+def test_box_mask_counts_and_clipping():
+    centres = jnp.array([[8, 8], [0, 0], [15, 8], [5, 9]])
+    mask = np.asarray(data.box_mask(centres, jnp.full((4, 2), 4), 16, 16))
+    assert mask.shape == (4, 16, 16, 1)
+    np.testing.assert_array_equal(mask.sum(axis=(1, 2, 3)), [16, 4, 12, 16])
+    assert mask[0, 6:10, 6:10].all()  # rows/cols [c - 2, c + 2)
+
+
+def test_cutout_zeroes_exactly_size_squared_when_not_clipped():
+    size, side = 4, 16
+    images = jnp.ones((64, side, side, 3)) * 7.0
+    out = np.asarray(data.cutout(KEY, images, size=size))
+    assert set(np.unique(out)) <= {0.0, 7.0}
+    for b in range(64):
+        zero = out[b, ..., 0] == 0
+        assert (out[b][zero] == 0).all()  # all channels of a cut pixel
+        rows, cols = np.flatnonzero(zero.any(1)), np.flatnonzero(zero.any(0))
+        assert zero[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()  # a rectangle
+        touches = rows.min() == 0 or cols.min() == 0 or rows.max() == side - 1 \
+            or cols.max() == side - 1
+        assert zero.sum() == size * size or (touches and zero.sum() < size * size)
+    counts = (out[..., 0] == 0).sum(axis=(1, 2))
+    assert (counts == size * size).sum() > 32 and len(set(counts)) > 1
+
+
+def test_normalize_modes():
+    images = jnp.array([0.0, 127.5, 255.0]).reshape(1, 1, 3, 1).repeat(3, axis=-1)
+    np.testing.assert_allclose(data.normalize(KEY, images, mode="unit")[0, 0, :, 0],
+                               [0, 0.5, 1])
+    np.testing.assert_allclose(data.normalize(KEY, images, mode="effnet")[0, 0, :, 0],
+                               [-127.5 / 128, 0, 127.5 / 128])
+    mean = jnp.asarray(augment.CIFAR_MEAN).reshape(1, 1, 1, 3)
+    np.testing.assert_allclose(data.normalize(KEY, mean, mode="mean_std"), 0, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown normalize mode 'x'; available: unit"):
+        data.normalize(KEY, images, mode="x")
+
+
+def _labelled(batch=4, size=8, classes=5):
+    values = jnp.arange(1, batch + 1, dtype=jnp.float32) * 10
+    images = jnp.ones((batch, size, size, 3)) * values[:, None, None, None]
+    target = jax.nn.one_hot(jnp.arange(batch) % classes, classes)
+    return {"image": images, "target": target, "label": jnp.arange(batch)}
+
+
+def test_cutmix_mixes_targets_by_pasted_area():
+    batch = _labelled(batch=8, classes=8)
+    cutmix = jax.jit(data.cutmix)  # prob is traced: one compilation
+    out = jax.tree.map(np.asarray, cutmix(jax.random.key(3), batch))
+    np.testing.assert_allclose(out["target"].sum(axis=1), 1.0, atol=1e-6)
+    own_fraction = (out["image"][..., 0] == batch["image"][:, :1, :1, 0]).mean(axis=(1, 2))
+    np.testing.assert_allclose(np.diag(out["target"]), own_fraction, atol=1e-6)
+    assert float(out["target"].max(axis=1).min()) < 1.0  # something was mixed
+    np.testing.assert_array_equal(out["label"], batch["label"])
+    same = cutmix(jax.random.key(3), batch)
+    np.testing.assert_array_equal(same["image"], out["image"])
+    untouched = cutmix(jax.random.key(3), batch, prob=0.0)
+    np.testing.assert_array_equal(untouched["image"], batch["image"])
+    np.testing.assert_array_equal(untouched["target"], batch["target"])
+    other_alpha = jax.jit(functools.partial(data.cutmix, alpha=0.5))(KEY, batch)
+    np.testing.assert_allclose(other_alpha["target"].sum(axis=1), 1.0, atol=1e-6)
+    with pytest.raises(ValueError, match="needs batch\\['target'\\]"):
+        data.cutmix(KEY, {"image": batch["image"]})
+
+
+def test_smooth_labels():
+    out = data.smooth_labels(KEY, _labelled(classes=5), smoothing=0.1)
+    np.testing.assert_allclose(out["target"].sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(out["target"].max(axis=1), 0.92, atol=1e-6)
+
+
+def test_parse_steps_forms_and_errors():
+    steps = ["flip_left_right", ("cutout", {"size": 8}), {"op": "normalize", "mode": "unit"}]
+    assert data.parse_steps(steps) == [("flip_left_right", {}), ("cutout", {"size": 8}),
+                                       ("normalize", {"mode": "unit"})]
+    with pytest.raises(ValueError, match="unknown augmentation op 'rotate'; available: cutmix"):
+        data.parse_steps(["rotate"])
+    with pytest.raises(ValueError, match="augmentation op cutout: .*'radius'"):
+        data.parse_steps([("cutout", {"radius": 3})])
+    with pytest.raises(ValueError, match="bad augmentation step 3"):
+        data.parse_steps([3])
+
+
+def test_preprocess_from_config_dict_jits_and_is_deterministic():
+    cfg = ml_collections.ConfigDict({
+        "train": [("random_crop", {"pad": 2}), "flip_left_right", ("cutout", {"size": 4}),
+                  ("normalize", {"mode": "unit"})],
+        "eval": [("resize", {"size": 24}), {"op": "normalize", "mode": "effnet"}],
+    })
+    images = (np.arange(4 * 16 * 16 * 3) % 256).astype(np.uint8).reshape(4, 16, 16, 3)
+    train = jax.jit(functools.partial(data.preprocess, train=True, cfg=cfg))
+    out = train(KEY, images)
+    assert out.dtype == jnp.float32 and out.shape == (4, 16, 16, 3)
+    assert 0.0 <= float(out.min()) and float(out.max()) <= 1.0
+    np.testing.assert_allclose(out, data.preprocess(KEY, images, train=True, cfg=cfg), atol=1e-6)
+    assert not np.array_equal(out, train(jax.random.key(9), images))
+    evaluated = data.preprocess(None, images, train=False, cfg=cfg)
+    assert evaluated.shape == (4, 24, 24, 3) and float(evaluated.min()) >= -1.0
+
+
+@pytest.mark.parametrize("preset", sorted(data.PRESETS))
+def test_presets_run(preset):
+    batch = {"image": np.zeros((4, 32, 32, 3), np.uint8) + 100, "label": np.arange(4),
+             "mask": np.ones(4, np.float32)}
+    for train in (True, False):
+        fn = functools.partial(data.preprocess_batch, train=train, cfg=data.PRESETS[preset],
+                               num_classes=10)
+        out = jax.jit(fn)(KEY, batch)
+        assert out["image"].shape == (4, 32, 32, 3) and out["image"].dtype == jnp.float32
+        assert out["target"].shape == (4, 10) and set(out) == {"image", "label", "mask", "target"}
+
+
+def test_register_custom_op(monkeypatch):
+    monkeypatch.setattr(augment, "OPS", dict(augment.OPS))  # isolate the registry
+
+    @augment.register_op("invert")
+    def invert(rng, images):
+        del rng
+        return 255.0 - images
+
+    out = data.preprocess(KEY, np.zeros((2, 4, 4, 3), np.uint8), train=True,
+                          cfg={"train": ["invert"], "eval": []})
+    np.testing.assert_array_equal(out, 255.0)
+    assert "invert" not in data.OPS
