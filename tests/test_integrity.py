@@ -1,0 +1,184 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lfe import genome as G
+from lfe import integrity as I
+from lfe import reference as R
+
+
+def check_one(nodes, archive=None):
+    return I.check_batch([G.make(nodes)], archive or I.Archive())[0]
+
+
+# One hand-built genome per rejection rule; each trips exactly that rule.
+CASES = {
+    "cycle": [("add", ["y", "h1"]), ("mul", ["yhat", "h0"]), ("neg", ["h0"]), ("neg", ["h0"]),
+              ("neg", ["h0"])],
+    "missing_y": [("ln", ["yhat"]), ("neg", ["h0"]), ("neg", ["h0"]), ("neg", ["h0"]),
+                  ("neg", ["h0"])],
+    "missing_yhat": [("ln", ["y"]), ("neg", ["yhat"]), ("neg", ["h0"]), ("neg", ["h0"]),
+                     ("neg", ["h0"])],
+    # 1/((y - yhat) + eps) divides by zero at the first point (y = 0, yhat = eps)
+    "non_finite": [("sub", ["y", "yhat"]), ("neg", ["h0"]), ("neg", ["h0"]), ("neg", ["h0"]),
+                   ("reciprocal", ["h0"])],
+    # -(yhat) - |y| sums to the constant -2 over the two classes: every step is zero
+    "plateau": [("abs", ["y"]), ("neg", ["yhat"]), ("neg", ["h0"]), ("neg", ["h0"]),
+                ("sub", ["h1", "h0"])],
+    "multiple_optima": [("tanh", ["y"]), ("dtanh", ["yhat"]), ("neg", ["h0"]), ("neg", ["h0"]),
+                        ("max", ["h1", "h0"])],
+    # |y + yhat^2| sums to 1 + p^2 + (1-p)^2: a valley at yhat = 0.5
+    "optimum_near_half": [("square", ["yhat"]), ("add", ["y", "h0"]), ("neg", ["h0"]),
+                          ("neg", ["h0"]), ("abs", ["h1"])],
+}
+
+
+@pytest.mark.parametrize("reason", sorted(CASES))
+def test_each_rule_has_a_genome_that_trips_it(reason):
+    v = check_one(CASES[reason])
+    assert (v.ok, v.reason) == (False, reason)
+    assert R.check(G.make(CASES[reason]), [], set())[0] == reason
+
+
+def test_accepted_examples_and_orientation():
+    ce = [("ln", ["yhat"]), ("mul", ["y", "h0"]), ("neg", ["h0"]), ("neg", ["h0"]),
+          ("neg", ["h1"])]
+    v = check_one(ce)
+    assert (v.ok, v.sign) == (True, 1)  # CE increases away from the correct answer
+    assert check_one(ce[:4] + [("abs", ["h1"])]).sign == 1  # |y ln yhat| is CE again
+    neg_ce = ce[:4] + [("sinh", ["h1"])]  # y ln(yhat) is decreasing -> flipped
+    v = check_one(neg_ce)
+    assert (v.ok, v.sign) == (True, -1)
+    assert v.phenotype[0] == pytest.approx(0.0) and v.phenotype.max() == pytest.approx(1.0)
+
+
+def test_duplicate_phenotype_and_duplicate_equation():
+    archive = I.Archive()
+    a = [("mul", ["y", "yhat"]), ("neg", ["h0"]), ("neg", ["h0"]), ("neg", ["h0"]),
+         ("sub", ["h1", "h0"])]
+    assert I.check_batch([G.make(a)], archive, commit=True)[0].ok
+    # same phenotype, different printed equation (arguments of mul swapped)
+    b = [("mul", ["yhat", "y"])] + a[1:]
+    assert check_one(b, archive).reason == "duplicate_phenotype"
+    # same printed equation, different genome (an inactive node differs)
+    c = a[:2] + [("exp", ["y"])] + a[3:]
+    assert G.make(c) != G.make(a)
+    assert check_one(c, archive).reason == "duplicate_equation"
+    # scaling a phenotype does not make it novel: 3 * (...) normalises to the same curve
+    d = [("mul", ["y", "yhat"]), ("neg", ["h0"]), ("sub", ["h1", "h0"]), ("add", ["h2", "h1"]),
+         ("add", ["h3", "h1"])]
+    assert check_one(d, archive).reason == "duplicate_phenotype"
+
+
+def synthetic(kind):
+    x = np.linspace(0.0, 1.0, 1000)
+    curves = {
+        "increasing": x, "decreasing": -x, "valley": (x - 0.2) ** 2,
+        "inverted_valley": -((x - 0.8) ** 2), "two_valleys": np.cos(6 * np.pi * x),
+        "weak_increasing": np.floor(x * 995) / 995,  # monotone with a few zero steps
+        "weak_decreasing": -np.floor(x * 995) / 995,
+        "long_plateau": np.minimum(x, 0.9), "leading_zeros": np.maximum(x, 0.004),
+        "half_valley": (x - 0.5) ** 2, "flat": np.zeros_like(x),
+    }
+    return curves[kind].astype(np.float32)
+
+
+@pytest.mark.parametrize("kind, reason, sign", [
+    ("increasing", "ok", 1), ("decreasing", "ok", -1), ("valley", "ok", 1),
+    ("inverted_valley", "ok", -1), ("two_valleys", "multiple_optima", 1),
+    ("weak_increasing", "ok", 1), ("weak_decreasing", "ok", -1),
+    ("long_plateau", "plateau", 1), ("leading_zeros", "ok", 1),
+    ("half_valley", "optimum_near_half", 1), ("flat", "plateau", 1),
+])
+def test_shape_rule_on_synthetic_curves(kind, reason, sign):
+    ph = synthetic(kind)
+    code, s, normalised = jax.jit(I.shape_rule)(jnp.asarray(ph))
+    assert I.REASONS[int(code)] == reason
+    assert R.shape_rule(ph) == (reason, sign if reason == "ok" else 1)
+    if reason == "ok":
+        assert int(s) == sign
+        assert float(normalised.min()) == pytest.approx(0)
+        assert float(normalised.max()) == pytest.approx(1)
+        assert float(normalised[0]) < float(normalised[-1]) or kind.endswith("valley")
+
+
+def test_weakly_monotone_curves_are_not_trained_backwards():
+    # The authors' code flipped weakly increasing curves; here they keep their sign.
+    code, s, _ = I.shape_rule(jnp.asarray(synthetic("weak_increasing")))
+    assert int(code) == 0 and int(s) == 1
+
+
+def test_non_finite_and_flat_normalisation():
+    ph = np.linspace(0, 1, 1000).astype(np.float32)
+    ph[3] = np.nan
+    assert I.REASONS[int(I.shape_rule(jnp.asarray(ph))[0])] == "non_finite"
+    tiny = (np.linspace(0, 1, 1000) * 1e-5).astype(np.float32)
+    _, _, normalised = I.shape_rule(jnp.asarray(tiny))
+    np.testing.assert_allclose(np.asarray(normalised), tiny)  # left as is below 1e-4
+
+
+def test_phenotype_inputs_follow_spec():
+    y, yhat = I.phenotype_inputs()
+    assert y.shape == yhat.shape == (1000, 2) and yhat.dtype == np.float32
+    assert np.all(y == [0.0, 1.0])
+    assert yhat[0, 1] == np.float32(1 - 1e-7) and yhat[0, 0] == np.float32(1e-7)
+
+
+def random_genomes(n, seed):
+    rng = np.random.default_rng(seed)
+    return [G.random_genome(rng) for _ in range(n)]
+
+
+def test_batched_check_equals_per_genome_check():
+    gs = random_genomes(1500, seed=11)
+    batched = I.check_batch(gs, I.Archive(), commit=True)
+    archive = I.Archive()
+    single = [I.check_batch([g], archive, commit=True)[0] for g in gs]
+    assert [(v.reason, v.sign) for v in batched] == [(v.reason, v.sign) for v in single]
+    assert sum(v.ok for v in batched) > 30
+
+
+def test_batched_check_agrees_with_numpy_reference():
+    gs = random_genomes(3000, seed=12)
+    batched = I.check_batch(gs, I.Archive(), commit=True)
+    phenotypes, equations = [], set()
+    ref = [R.check(g, phenotypes, equations) for g in gs]
+    same = [(v.reason, v.sign if v.ok else 1) == (r, s if r == "ok" else 1)
+            for v, (r, s) in zip(batched, ref, strict=True)]
+    # float32 rounding in different op implementations can flip a borderline step
+    assert np.mean(same) >= 0.998
+
+
+def test_commit_false_leaves_archive_unchanged():
+    gs = random_genomes(300, seed=13)
+    archive = I.Archive()
+    v = I.check_batch(gs, archive)
+    assert len(archive) == 0 and not archive.equations
+    assert sum(x.ok for x in v) >= sum(x.ok for x in I.check_batch(gs, I.Archive(), commit=True))
+
+
+def test_sample_valid_yields_only_valid_distinct_genomes():
+    archive = I.Archive()
+    found = I.sample_valid(np.random.default_rng(5), 40, archive, batch_size=128)
+    assert len(found) == 40 == len(archive)
+    recheck = I.Archive()
+    for g, v in found:
+        assert v.ok
+        assert I.check_batch([g], recheck, commit=True)[0].ok  # valid and mutually novel
+    # deterministic given the RNG
+    again = I.sample_valid(np.random.default_rng(5), 40, I.Archive(), batch_size=128)
+    assert [g for g, _ in again] == [g for g, _ in found]
+
+
+def test_archive_grows_and_near_is_exact():
+    archive = I.Archive(n_points=4)
+    rng = np.random.default_rng(0)
+    pts = rng.random((200, 4)).astype(np.float32)
+    for i, p in enumerate(pts):
+        archive.add(p, f"e{i}")
+    assert len(archive) == 200
+    q = np.stack([pts[3] + np.float32([0.0099, 0, 0, 0]), pts[3] + np.float32([0.0101, 0, 0, 0])])
+    near = archive.near(q)
+    dists = np.sqrt(((pts[None].astype(np.float64) - q[:, None]) ** 2).sum(-1)).min(1)
+    np.testing.assert_array_equal(near, dists <= 0.01)
