@@ -61,7 +61,8 @@ def test_cycle_detected_only_when_active():
 
 
 def _classify(parent, child):
-    slots = [s for s in range(5) if parent.ops[s] != child.ops[s] or parent.args[s] != child.args[s]]
+    slots = [s for s in range(5)
+             if parent.ops[s] != child.ops[s] or parent.args[s] != child.args[s]]
     assert len(slots) == 1, "exactly one node changes"
     s = slots[0]
     if parent.arity(s) != child.arity(s):

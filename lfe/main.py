@@ -1,0 +1,70 @@
+"""Entry point: ``python -m lfe.main --config=configs/<x>.py --workdir=DIR``.
+
+Overrides: ``--config.a.b=value`` (an unknown key fails). ``config.mode`` picks what runs; each
+mode is a module function ``run(config, workdir)``. Errors in the input (unknown names, bad
+files, bad values) end with one ``lfe: error: ...`` line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created if missing).")
+
+MODES = {
+    "phenotypes": "lfe.phenotypes",
+}
+
+
+def dispatch(config, workdir: str):
+    """Runs ``config.mode``; importable for tests and notebooks."""
+    mode = config.get("mode")
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; available: {', '.join(sorted(MODES))}")
+    return importlib.import_module(MODES[mode]).run(config, workdir)
+
+
+def _fail(message: str) -> None:
+    print(f"lfe: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _parse_flags(argv):
+    """absl's flag parsing, with config-file and override errors reduced to one line."""
+    try:
+        return flags.FLAGS(argv)
+    except Exception as e:  # noqa: BLE001 - config_flags raises many types; all are input errors
+        detail = _last_line(e)
+        if any(a.startswith("--config.") for a in argv[1:]) and isinstance(
+                e, (AttributeError, KeyError)):
+            _fail(f"unknown config key {detail} in a --config.* override")
+        _fail(f"bad flags: {detail}")
+
+
+def _last_line(e: Exception) -> str:
+    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(e).__name__
+
+
+def main(argv):
+    if len(argv) > 1:
+        _fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    config = _CONFIG.value
+    if config is None or _WORKDIR.value is None:
+        _fail("both --config=configs/<x>.py and --workdir=DIR are required")
+    try:
+        dispatch(config, _WORKDIR.value)
+    except (ValueError, KeyError) as e:
+        _fail(_last_line(e))
+    except OSError as e:  # config_flags defers a config file's load error to first access
+        _fail(_last_line(e))
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=_parse_flags)

@@ -1,0 +1,66 @@
+"""Figures 2 and 3 of the paper: normalised binary phenotypes, and their zoom near ŷ → 1.
+
+The x axis is the probability ŷ given to the correct class (the phenotype's index 0 is ŷ = 1).
+Curves are min–max normalised over the full range [eps, 1-eps]; the zoom reuses the full
+range's normalisation so both figures show the same values.
+"""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from lfe import integrity  # noqa: E402
+from lfe.losses import LossDef  # noqa: E402
+from lfe.ops import EPS  # noqa: E402
+
+ZOOM_FROM = 0.99  # Figure 3 shows ŷ in [ZOOM_FROM, 1]
+
+
+def normalised_phenotype(loss: LossDef, p: np.ndarray | None = None) -> tuple[np.ndarray,
+                                                                              np.ndarray]:
+    """``(yhat_correct, curve)``: the oriented loss's phenotype, normalised on the full range."""
+    full = integrity.phenotype_of(loss.term)
+    lo, hi = float(np.min(full)), float(np.max(full))
+    span = hi - lo if hi - lo >= integrity.FLAT_RANGE else 1.0
+    if p is None:
+        p = np.linspace(EPS, 1.0 - EPS, integrity.N_POINTS)
+        curve = full
+    else:
+        curve = integrity.phenotype_of(loss.term, p=p)
+    return 1.0 - p, (curve - lo) / span
+
+
+def plot_phenotypes(losses: list[LossDef], path: str, *, zoom: bool = False,
+                    title: str | None = None) -> str:
+    """Writes Figure 2 (``zoom=False``) or Figure 3 (``zoom=True``) for ``losses`` as a PNG."""
+    p = np.geomspace(EPS, 1.0 - ZOOM_FROM, 2000) if zoom else None
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    for loss in losses:
+        x, curve = normalised_phenotype(loss, p)
+        ax.plot(x, curve, label=loss.name, linewidth=1.6)
+    ax.set_xlabel(r"$\hat{y}$ of the correct class")
+    ax.set_ylabel("normalised loss")
+    if zoom:
+        ax.set_xlim(ZOOM_FROM, 1.0)
+    ax.set_title(title or ("Binary phenotypes near $\\hat{y}\\to 1$" if zoom
+                           else "Binary phenotypes"))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_figures(losses: list[LossDef], directory: str, prefix: str = "") -> list[str]:
+    """Figures 2 and 3 as ``<prefix>phenotypes.png`` and ``<prefix>phenotypes_zoom.png``."""
+    return [plot_phenotypes(losses, os.path.join(directory, f"{prefix}phenotypes.png")),
+            plot_phenotypes(losses, os.path.join(directory, f"{prefix}phenotypes_zoom.png"),
+                            zoom=True)]

@@ -1,0 +1,64 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from configs import phenotypes as phenotypes_config
+from lfe import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "lfe.main", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_phenotypes_mode_writes_figures_and_statistics(tmp_path):
+    config = phenotypes_config.get_config("runlocal")
+    config.num_random = 1500
+    stats = main.dispatch(config, str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["accepted.jsonl", "integrity_stats.json",
+                                            "phenotypes.png", "phenotypes_zoom.png"]
+    saved = json.load(open(tmp_path / "integrity_stats.json"))
+    assert saved == stats and saved["genomes"] == 1500
+    assert saved["accepted"] + sum(saved["rejected_by"].values()) == 1500
+    lines = (tmp_path / "accepted.jsonl").read_text().splitlines()
+    assert len(lines) == saved["accepted"] > 0
+    from lfe import losses
+    first = tmp_path / "first.json"
+    first.write_text(lines[0])
+    assert losses.resolve(str(first)).sign in (1, -1)
+
+
+def test_unknown_mode_is_rejected(tmp_path):
+    config = phenotypes_config.get_config()
+    config.mode = "dance"
+    with pytest.raises(ValueError, match="unknown mode 'dance'; available: phenotypes"):
+        main.dispatch(config, str(tmp_path))
+
+
+def test_unknown_variant_is_rejected():
+    with pytest.raises(ValueError, match="unknown variant"):
+        phenotypes_config.get_config("bogus")
+
+
+def test_cli_runs_and_reports_bad_input_in_one_line(tmp_path):
+    ok = run_cli("--config=configs/phenotypes.py:runlocal", f"--workdir={tmp_path}/ok",
+                 "--config.num_random=300")
+    assert ok.returncode == 0, ok.stderr
+    assert "integrity check:" in ok.stdout
+
+    bad_loss = run_cli("--config=configs/phenotypes.py:runlocal", f"--workdir={tmp_path}/b",
+                       "--config.losses=cross_entropy,nosuchloss")
+    assert bad_loss.returncode == 2
+    errors = [line for line in bad_loss.stderr.splitlines() if line.startswith("lfe: error")]
+    assert errors == ["lfe: error: unknown loss 'nosuchloss'; available: " + ", ".join(
+        __import__("lfe.losses").losses.available()) + ", or a path to a genome JSON file"]
+
+    bad_key = run_cli("--config=configs/phenotypes.py", f"--workdir={tmp_path}/k",
+                      "--config.no_such_key=1")
+    assert bad_key.returncode != 0
+    assert "no_such_key" in bad_key.stderr
