@@ -1,0 +1,334 @@
+"""Trainer: (model, data, loss) → best validation accuracy, with the paper's stop rules.
+
+    result = run(get_model("convnet", num_classes=10), loss_fn, default_config(),
+                 train_images=x, train_labels=y, val_images=xv, val_labels=yv, seed=0)
+
+A loss is `loss_fn(y, yhat) -> [batch]` on float32 target distributions `y` and softmax
+probabilities `yhat`, both `[batch, classes]`; the trainer takes the batch mean. Batches are
+dicts `{"image": uint8 [B,H,W,C], "label": int32 [B]}` (optionally `"target"` float [B,C] for
+mixed labels; eval batches carry `"mask"`). The batch source and `preprocess_fn(rng, images,
+train=...)` are injected so the data pipeline can be swapped in.
+
+Speed (2-core CPU, ConvNet, batch 128, 32×32, CE, 1000-step `run` with 5k-image validation every
+100 steps): ≈20 steps/s end to end, ≈22 without the ~3.7 s init + compile (XLA conv: ≈19); two
+one-core processes side by side: 14 steps/s each. One host sync per eval interval.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax.training import train_state
+
+from lfe.schedules import make_optimizer
+
+Batch = dict[str, Any]
+LossFn = Callable[[jax.Array, jax.Array], jax.Array]
+PreprocessFn = Callable[..., jax.Array]
+BatchSource = Callable[..., Iterator[Batch]]
+
+
+class TrainState(train_state.TrainState):
+    batch_stats: Any
+
+
+def create_train_state(
+    rng: jax.Array, model, image_shape: Sequence[int], tx: optax.GradientTransformation
+) -> TrainState:
+    """Initialises `model` on a dummy float batch of `image_shape` (H, W, C)."""
+    init = jax.jit(functools.partial(model.init, train=False))
+    variables = init(rng, jnp.zeros((1, *image_shape), jnp.float32))
+    return TrainState.create(
+        apply_fn=model.apply,
+        params=variables["params"],
+        tx=tx,
+        batch_stats=variables.get("batch_stats", {}),
+    )
+
+
+def unit_preprocess(rng: jax.Array, images: jax.Array, train: bool = False) -> jax.Array:
+    """uint8 → float32 in [0, 1] (the ConvNet / ResNet9V2 input scaling)."""
+    del rng, train
+    return images.astype(jnp.float32) / 255.0
+
+
+def _targets(batch: Batch, num_classes: int) -> jax.Array:
+    if "target" in batch:
+        return batch["target"].astype(jnp.float32)
+    return jax.nn.one_hot(batch["label"], num_classes, dtype=jnp.float32)
+
+
+def train_step(
+    state: TrainState,
+    batch: Batch,
+    rng: jax.Array,
+    *,
+    loss_fn: LossFn,
+    preprocess_fn: PreprocessFn,
+    num_classes: int,
+) -> tuple[TrainState, dict]:
+    """One update. `rng` is a base key; this step uses `fold_in(rng, state.step)`."""
+    aug_rng, dropout_rng = jax.random.split(jax.random.fold_in(rng, state.step))
+    images = preprocess_fn(aug_rng, batch["image"], train=True)
+    targets = _targets(batch, num_classes)
+
+    def batch_loss(params):
+        logits, updates = state.apply_fn(
+            {"params": params, "batch_stats": state.batch_stats},
+            images,
+            train=True,
+            rngs={"dropout": dropout_rng},
+            mutable=["batch_stats"],
+        )
+        probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+        per_example = loss_fn(targets, probs)
+        if per_example.shape != targets.shape[:1]:
+            raise ValueError(
+                f"loss_fn must return [batch] = {targets.shape[:1]}, got {per_example.shape}"
+            )
+        return jnp.mean(per_example.astype(jnp.float32)), (logits, updates["batch_stats"])
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(batch_loss, has_aux=True)(
+        state.params
+    )
+    state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    correct = jnp.argmax(logits, -1) == jnp.argmax(targets, -1)  # Keras categorical_accuracy
+    return state, {"loss": loss, "accuracy": jnp.mean(correct.astype(jnp.float32))}
+
+
+def eval_step(state: TrainState, batch: Batch, *, preprocess_fn: PreprocessFn) -> dict:
+    """Correct predictions and examples in `batch`, ignoring entries with mask 0 (padding)."""
+    images = preprocess_fn(jax.random.PRNGKey(0), batch["image"], train=False)
+    logits = state.apply_fn(
+        {"params": state.params, "batch_stats": state.batch_stats}, images, train=False
+    )
+    mask = batch.get("mask", jnp.ones(batch["label"].shape, jnp.float32)).astype(jnp.float32)
+    correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32) * mask
+    return {"correct": correct.sum(), "count": mask.sum()}
+
+
+def _zero_totals() -> dict:
+    return {
+        "loss": jnp.zeros([], jnp.float32),
+        "accuracy": jnp.zeros([], jnp.float32),
+        "first_nonfinite": jnp.full([], -1, jnp.int32),
+    }
+
+
+def accumulating_train_step(state, totals, batch, rng, **kwargs):
+    """`train_step` that sums its metrics on device and records the first non-finite loss,
+    so the host syncs once per eval interval instead of every step."""
+    step = state.step
+    state, metrics = train_step(state, batch, rng, **kwargs)
+    bad = ~jnp.isfinite(metrics["loss"]) & (totals["first_nonfinite"] < 0)
+    return state, {
+        "loss": totals["loss"] + metrics["loss"],
+        "accuracy": totals["accuracy"] + metrics["accuracy"],
+        "first_nonfinite": jnp.where(bad, step, totals["first_nonfinite"]),
+    }
+
+
+def simple_train_batches(
+    images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, start_step: int = 0
+) -> Iterator[Batch]:
+    """Endless fixed-size batches from seeded epoch permutations laid end to end (no remainder
+    is dropped, no shape changes). Stand-in for `lfe.data.pipeline.train_batches`."""
+    rng = np.random.default_rng(seed)
+    order = np.empty(0, np.int64)
+    step = 0
+    while True:
+        while len(order) < batch_size:
+            order = np.concatenate([order, rng.permutation(len(images))])
+        idx, order = order[:batch_size], order[batch_size:]
+        if step >= start_step:
+            yield {"image": images[idx], "label": labels[idx]}
+        step += 1
+
+
+def simple_eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int) -> Iterator[Batch]:
+    """Fixed-size batches in order; the last one zero-padded with `mask` 0 on the padding."""
+    for start in range(0, len(images), batch_size):
+        image, label = images[start : start + batch_size], labels[start : start + batch_size]
+        pad = batch_size - len(image)
+        mask = np.ones(batch_size, np.float32)
+        if pad:
+            image = np.concatenate([image, np.zeros((pad, *image.shape[1:]), image.dtype)])
+            label = np.concatenate([label, np.zeros(pad, label.dtype)])
+            mask[-pad:] = 0.0
+        yield {"image": image, "label": label, "mask": mask}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """Plain-data outcome of `run`. `curve` rows: (step, train_acc, val_acc or None, loss)."""
+
+    best_val_accuracy: float
+    best_train_accuracy: float
+    status: str  # "ok" | "stopped_early" | "diverged"
+    steps_run: int
+    wall_time_s: float
+    curve: tuple[tuple[int, float, float | None, float], ...]
+    message: str = ""
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """The ConvNet fitness protocol (§3.5, §3.7; authors' `fitness_function_convnet_standard`).
+
+    The gate is this with `steps=800, stop_rules=((800, 0.37),)` and no validation data; the
+    surrogate's early stop 2 is `stop_rules=((3000, 0.25),)`.
+    """
+    return ml_collections.ConfigDict(
+        {
+            "steps": 8000,
+            "batch_size": 128,
+            "eval_every": 100,
+            "eval_batch_size": 500,
+            "stop_rules": (),  # (at_step, min_best_train_accuracy) pairs
+            "optimizer": "adam",
+            "learning_rate": 1e-3,
+            "b1": 0.9,
+            "b2": 0.999,
+            "eps": 1e-7,
+            "keras_eps": True,
+            "momentum": 0.9,
+            "weight_decay": 0.0,
+            "schedule": "warmup_cosine",
+            "warmup_steps": 800,
+            "hold_steps": 0,
+            "total_steps": 8000,
+        }
+    )
+
+
+def _boundaries(steps: int, eval_every: int, rule_steps: Iterable[int]) -> list[int]:
+    """Steps after which to evaluate: every `eval_every`, at each stop rule, and at the end."""
+    points = set(range(eval_every, steps, eval_every)) | {steps}
+    return sorted(points | {s for s in rule_steps if 0 < s < steps})
+
+
+def evaluate(eval_fn, state: TrainState, batches: Sequence[Batch]) -> float:
+    totals = jax.device_get([eval_fn(state, b) for b in batches])  # dispatch all, sync once
+    count = sum(t["count"] for t in totals)
+    return float(sum(t["correct"] for t in totals) / max(count, 1.0))
+
+
+def run(
+    model,
+    loss_fn: LossFn,
+    config: Any,
+    *,
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    val_images: np.ndarray | None = None,
+    val_labels: np.ndarray | None = None,
+    seed: int = 0,
+    preprocess_fn: PreprocessFn = unit_preprocess,
+    train_batches: BatchSource = simple_train_batches,
+    eval_batches: BatchSource = simple_eval_batches,
+    log_fn: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    """Trains `model` for `config.steps` steps; returns the best validation accuracy.
+
+    Every `eval_every` steps (and at each stop-rule step and the last step) the mean training
+    accuracy and loss of the interval are recorded and the validation split, if given, is
+    evaluated. A stop rule `(at_step, threshold)` stops the run ("stopped_early") if the best
+    interval training accuracy after `at_step` steps is below `threshold`; the best validation
+    accuracy so far is still returned; rules with `at_step > steps` never fire. A non-finite
+    loss ends the run as "diverged" with `steps_run` = the step that produced it; best
+    accuracies are those before the divergence.
+    The model must have a `num_classes` field (every registered model does).
+    """
+    start_time = time.perf_counter()
+    if not isinstance(config, ml_collections.ConfigDict):
+        config = ml_collections.ConfigDict(dict(config))
+    steps, eval_every = int(config.steps), int(config.get("eval_every", 100))
+    if steps <= 0 or eval_every <= 0:
+        raise ValueError(f"need steps > 0 and eval_every > 0, got {steps} and {eval_every}")
+    rules = sorted((int(s), float(a)) for s, a in (config.get("stop_rules") or ()))
+    init_rng, step_rng = jax.random.split(jax.random.PRNGKey(seed))
+
+    sample = jnp.asarray(train_images[:1])
+    image_shape = jax.eval_shape(lambda x: preprocess_fn(init_rng, x, train=False), sample).shape
+    state = create_train_state(init_rng, model, image_shape[1:], make_optimizer(config))
+    step_fn = jax.jit(
+        functools.partial(
+            accumulating_train_step,
+            loss_fn=loss_fn,
+            preprocess_fn=preprocess_fn,
+            num_classes=model.num_classes,
+        ),
+        donate_argnums=(0, 1),
+    )
+    eval_fn = jax.jit(functools.partial(eval_step, preprocess_fn=preprocess_fn))
+    val = []
+    if val_images is not None:  # moved to the device once, reused at every evaluation
+        val = [
+            jax.device_put(b)
+            for b in eval_batches(val_images, val_labels, int(config.get("eval_batch_size", 500)))
+        ]
+    batches = train_batches(train_images, train_labels, int(config.batch_size), seed)
+
+    best_val, best_train, status, message = 0.0, 0.0, "ok", ""
+    curve: list[tuple[int, float, float | None, float]] = []
+    step = 0
+    for boundary in _boundaries(steps, eval_every, (s for s, _ in rules)):
+        totals, interval = _zero_totals(), boundary - step
+        for _ in range(interval):
+            state, totals = step_fn(state, totals, next(batches), step_rng)
+        totals = jax.device_get(totals)
+        if totals["first_nonfinite"] >= 0:
+            step = int(totals["first_nonfinite"]) + 1
+            status, message = "diverged", f"non-finite loss at step {step}"
+            break
+        step = boundary
+        train_acc, loss = float(totals["accuracy"]) / interval, float(totals["loss"]) / interval
+        val_acc = evaluate(eval_fn, state, val) if val else None
+        best_train = max(best_train, train_acc)
+        best_val = max(best_val, val_acc) if val_acc is not None else best_val
+        curve.append((step, train_acc, val_acc, loss))
+        if log_fn is not None:
+            log_fn(
+                {"step": step, "train_accuracy": train_acc, "val_accuracy": val_acc, "loss": loss}
+            )
+        failed = [(s, a) for s, a in rules if s <= step and best_train < a]
+        rules = [(s, a) for s, a in rules if s > step]
+        if failed:
+            status = "stopped_early"
+            message = (
+                f"best train accuracy {best_train:.4f} < {failed[0][1]} after {failed[0][0]} steps"
+            )
+            break
+    return TrainResult(
+        best_val_accuracy=best_val,
+        best_train_accuracy=best_train,
+        status=status,
+        steps_run=step,
+        wall_time_s=time.perf_counter() - start_time,
+        curve=tuple(curve),
+        message=message,
+    )
+
+
+__all__ = [
+    "TrainResult",
+    "TrainState",
+    "accumulating_train_step",
+    "create_train_state",
+    "default_config",
+    "eval_step",
+    "evaluate",
+    "run",
+    "simple_eval_batches",
+    "simple_train_batches",
+    "train_step",
+    "unit_preprocess",
+]

@@ -1,0 +1,157 @@
+"""Tests for lfe.models: registry, exact parameter counts, shapes, train vs eval behaviour."""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lfe import models
+from lfe.models import common
+
+
+def _init(model, shape=(2, 32, 32, 3)):
+    return model.init(jax.random.PRNGKey(0), jnp.zeros(shape, jnp.float32), train=False)
+
+
+def _shapes(model, shape=(2, 32, 32, 3)):
+    """Variable shapes without running anything (fast)."""
+    init = functools.partial(model.init, train=False)
+    return jax.eval_shape(init, jax.random.PRNGKey(0), jnp.zeros(shape, jnp.float32))
+
+
+def _count(tree):
+    return sum(x.size for x in jax.tree.leaves(tree))
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, expected",
+    [
+        ("convnet", {}, 13_930),
+        ("resnet9v2", {}, 30_426),
+        ("resnet9v2", {"final_preact": True}, 30_490),
+    ],
+)
+def test_trainable_parameter_counts(name, kwargs, expected):
+    params = _shapes(models.get_model(name, num_classes=10, **kwargs))["params"]
+    assert _count(params) == expected
+    paper = {"convnet": 14_000, "resnet9v2": 30_000}[name]  # "14,000" / "30,000" in §3.5.1
+    assert abs(_count(params) - paper) / paper < 0.03
+
+
+def test_parameter_counts_scale_with_classes():
+    for name, expected in (("convnet", 13_440 + 4900), ("resnet9v2", 30_096 + 3300)):
+        assert _count(_shapes(models.get_model(name, num_classes=100))["params"]) == expected
+
+
+def test_keras_batchnorm_defaults():
+    bn = common.batch_norm(train=True, dtype=jnp.float32, param_dtype=jnp.float32)
+    assert (bn.momentum, bn.epsilon) == (0.99, 1e-3)
+
+
+@pytest.mark.parametrize("name", ["convnet", "resnet9v2"])
+@pytest.mark.parametrize("size", [32, 48])
+def test_output_shapes_are_logits(name, size):
+    model = models.get_model(name, num_classes=7)
+    x = jnp.asarray(np.random.default_rng(0).random((3, size, size, 3), np.float32))
+    variables = _init(model, x.shape)
+    logits = model.apply(variables, x, train=False)
+    assert logits.shape == (3, 7) and logits.dtype == jnp.float32
+    # logits, not probabilities: rows do not sum to one
+    assert not np.allclose(np.asarray(logits).sum(-1), 1.0)
+
+
+@pytest.mark.parametrize("name", ["convnet", "resnet9v2"])
+def test_train_mode_updates_stats_and_uses_dropout_eval_does_not(name):
+    model = models.get_model(name, num_classes=10, dropout_rate=0.5)
+    x = jnp.asarray(np.random.default_rng(1).random((8, 32, 32, 3), np.float32))
+    variables = _init(model)
+    out1, upd = model.apply(
+        variables, x, train=True, rngs={"dropout": jax.random.PRNGKey(1)}, mutable=["batch_stats"]
+    )
+    out2, _ = model.apply(
+        variables, x, train=True, rngs={"dropout": jax.random.PRNGKey(2)}, mutable=["batch_stats"]
+    )
+    assert not np.allclose(out1, out2)  # dropout active
+    changed = jax.tree.map(
+        lambda a, b: bool(jnp.any(a != b)), variables["batch_stats"], upd["batch_stats"]
+    )
+    assert all(jax.tree.leaves(changed))  # every BN's running stats moved
+
+    eval1, upd_eval = model.apply(variables, x, train=False, mutable=["batch_stats"])
+    eval2 = model.apply(variables, x, train=False)
+    np.testing.assert_array_equal(eval1, eval2)  # deterministic, no dropout rng needed
+    same = jax.tree.map(
+        lambda a, b: bool(jnp.all(a == b)), variables["batch_stats"], upd_eval["batch_stats"]
+    )
+    assert all(jax.tree.leaves(same))  # eval uses running averages, never updates them
+    # eval of one example does not depend on the rest of the batch (running statistics)
+    np.testing.assert_allclose(model.apply(variables, x[:1], train=False), eval1[:1], atol=1e-6)
+
+
+def test_dropout_rate_is_a_field_that_keeps_params_compatible():
+    model = models.get_model("convnet", num_classes=10)
+    assert model.dropout_rate == 0.1
+    assert models.get_model("resnet9v2", num_classes=10).dropout_rate == 0.5
+    variables = _init(model)
+    x = jnp.ones((4, 32, 32, 3))
+    out = model.clone(dropout_rate=0.4).apply(variables, x, train=False)
+    np.testing.assert_array_equal(out, model.apply(variables, x, train=False))
+
+
+def test_compute_dtype_is_configurable_params_stay_float32():
+    model = models.get_model("convnet", num_classes=10, dtype=jnp.bfloat16)
+    variables = _init(model)
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables["params"]))
+    assert model.apply(variables, jnp.ones((2, 32, 32, 3)), train=False).dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize("name", ["convnet", "resnet9v2"])
+def test_taps_conv_matches_xla_conv(name):
+    x = jnp.asarray(np.random.default_rng(2).random((2, 35, 30, 3), np.float32))  # odd sizes
+    a = models.get_model(name, num_classes=10, conv_impl="xla")
+    b = models.get_model(name, num_classes=10, conv_impl="taps")
+    variables = _init(a, x.shape)
+    assert jax.tree.structure(variables) == jax.tree.structure(_init(b, x.shape))
+    kwargs = {"train": True, "rngs": {"dropout": jax.random.PRNGKey(0)}, "mutable": ["batch_stats"]}
+    np.testing.assert_allclose(
+        a.apply(variables, x, **kwargs)[0], b.apply(variables, x, **kwargs)[0], atol=1e-5
+    )
+    with pytest.raises(ValueError, match="available: auto, taps, xla"):
+        _shapes(models.get_model(name, num_classes=10, conv_impl="cudnn"))
+
+
+def test_registry_lists_and_rejects_unknown_names():
+    assert {"convnet", "resnet9v2"} <= set(models.available())
+    with pytest.raises(ValueError, match="unknown model 'nope'.*convnet.*resnet9v2"):
+        models.get_model("nope", num_classes=10)
+
+
+def test_registry_register_and_duplicates():
+    class Tiny(nn.Module):
+        num_classes: int
+
+        @nn.compact
+        def __call__(self, x, *, train: bool):
+            return nn.Dense(self.num_classes)(x.mean(axis=(1, 2)))
+
+    try:
+        models.register("tiny_test_model", Tiny)
+        assert "tiny_test_model" in models.available()
+        assert models.get_model("tiny_test_model", num_classes=3).num_classes == 3
+        with pytest.raises(ValueError, match="already registered"):
+            models.register("tiny_test_model", Tiny)
+        models.register("tiny_test_model", "lfe.models.convnet:ConvNet", overwrite=True)
+        assert type(models.get_model("tiny_test_model", num_classes=3)).__name__ == "ConvNet"
+    finally:
+        models.unregister("tiny_test_model")
+    assert "tiny_test_model" not in models.available()
+
+
+def test_auto_conv_impl_uses_taps_only_for_training_on_cpu():
+    on_cpu = jax.default_backend() == "cpu"
+    assert common.resolve_conv_impl("auto", train=True) == ("taps" if on_cpu else "xla")
+    assert common.resolve_conv_impl("auto", train=False) == "xla"
+    assert common.resolve_conv_impl("taps", train=False) == "taps"

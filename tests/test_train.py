@@ -1,0 +1,283 @@
+"""Tests for lfe.train and lfe.schedules on small synthetic data (brightest quadrant = class)."""
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from lfe import schedules, train
+from lfe.models import get_model
+
+SIZE = 16
+
+
+def cross_entropy(y, p):
+    return -jnp.sum(y * jnp.log(p + 1e-7), -1)
+
+
+def quadrant_data(n, seed):
+    """uint8 noise with one brighter quadrant; the label is that quadrant (4 classes)."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 120, (n, SIZE, SIZE, 3)).astype(np.uint8)
+    labels = rng.integers(0, 4, n).astype(np.int32)
+    h = SIZE // 2
+    for i, q in enumerate(labels):
+        r, c = divmod(int(q), 2)
+        images[i, r * h : (r + 1) * h, c * h : (c + 1) * h] += 100
+    return images, labels
+
+
+TRAIN = quadrant_data(512, 0)
+VAL = quadrant_data(100, 1)  # not a multiple of the eval batch: exercises padding
+
+
+def config(**overrides):
+    cfg = train.default_config()
+    cfg.update(
+        {
+            "steps": 300,
+            "batch_size": 32,
+            "eval_every": 100,
+            "eval_batch_size": 64,
+            "learning_rate": 1e-2,
+            "warmup_steps": 30,
+            "total_steps": 300,
+        }
+    )
+    cfg.update(overrides)
+    return cfg
+
+
+def model():
+    return get_model("convnet", num_classes=4)
+
+
+def run(loss_fn=cross_entropy, seed=0, with_val=True, **overrides):
+    kwargs = {"val_images": VAL[0], "val_labels": VAL[1]} if with_val else {}
+    return train.run(
+        model(),
+        loss_fn,
+        config(**overrides),
+        train_images=TRAIN[0],
+        train_labels=TRAIN[1],
+        seed=seed,
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="module")
+def baseline():
+    return run()
+
+
+# ---------------------------------------------------------------- schedules and optimizers
+
+
+def test_warmup_cosine_key_steps():
+    s = schedules.warmup_cosine(1.0, warmup_steps=100, total_steps=1000, hold_steps=200)
+    values = {step: float(s(step)) for step in (0, 50, 100, 200, 299, 300, 650, 1000, 1500)}
+    assert values[0] == 0.0 and values[50] == pytest.approx(0.5)
+    assert values[100] == values[200] == values[299] == values[300] == pytest.approx(1.0)
+    assert values[650] == pytest.approx(0.5)  # halfway through the cosine
+    assert values[1000] == pytest.approx(0.0, abs=1e-7) and values[1500] == values[1000]
+
+
+def test_surrogate_schedule_is_still_warming_up_when_the_run_stops():
+    s = schedules.warmup_cosine(1e-3, warmup_steps=6400, total_steps=64_000)
+    assert float(s(3200)) == pytest.approx(5e-4)
+    assert float(s(8000)) == pytest.approx(0.5e-3 * (1 + np.cos(np.pi * 1600 / 57_600)))
+    gate = schedules.warmup_cosine(1e-3, warmup_steps=800, total_steps=8000)
+    assert float(gate(800)) == pytest.approx(1e-3) and float(gate(4400)) == pytest.approx(5e-4)
+
+
+def test_warmup_linear_and_constant():
+    s = schedules.warmup_linear(0.4, warmup_steps=1176, total_steps=2940)
+    assert float(s(0)) == 0.0 and float(s(588)) == pytest.approx(0.2)
+    assert float(s(1176)) == pytest.approx(0.4)
+    assert float(s(2058)) == pytest.approx(0.2) and float(s(2940)) == pytest.approx(0.0)
+    assert float(schedules.constant(0.1)(12345)) == pytest.approx(0.1)
+
+
+def test_unknown_schedule_and_optimizer_list_names():
+    with pytest.raises(ValueError, match="available: constant, warmup_cosine, warmup_linear"):
+        schedules.make_schedule({"schedule": "step", "total_steps": 10})
+    with pytest.raises(ValueError, match="available: adam, sgd_nesterov"):
+        schedules.make_optimizer({"optimizer": "lamb", "total_steps": 10})
+
+
+def test_adam_matches_keras_formula():
+    tx = schedules.make_optimizer(
+        {"optimizer": "adam", "schedule": "constant", "learning_rate": 0.1}
+    )
+    w, m, v = np.float32(1.0), 0.0, 0.0
+    params = {"w": jnp.array(1.0)}
+    state = tx.init(params)
+    for t, g in enumerate([1e-6, -3e-7, 2.0], start=1):  # tiny gradients: eps placement matters
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+        w = w - 0.1 * np.sqrt(1 - 0.999**t) / (1 - 0.9**t) * m / (np.sqrt(v) + 1e-7)
+        updates, state = tx.update({"w": jnp.array(g, jnp.float32)}, state, params)
+        params = optax.apply_updates(params, updates)
+        assert float(params["w"]) == pytest.approx(w, rel=1e-5)
+
+
+def test_sgd_nesterov_weight_decay_is_added_to_gradients():
+    tx = schedules.make_optimizer(
+        {
+            "optimizer": "sgd_nesterov",
+            "schedule": "constant",
+            "learning_rate": 0.1,
+            "weight_decay": 0.5,
+        }
+    )
+    params = {"w": jnp.array(1.0)}
+    updates, _ = tx.update({"w": jnp.array(0.0)}, tx.init(params), params)
+    # g = 0 + 0.5 * w; m = g; nesterov step = -lr * (g + 0.9 * m)
+    assert float(updates["w"]) == pytest.approx(-0.1 * (0.5 + 0.9 * 0.5))
+
+
+# ---------------------------------------------------------------- steps
+
+
+def test_train_step_and_eval_step_jitted_at_call_site():
+    cfg = config()
+    state = train.create_train_state(
+        jax.random.PRNGKey(0), model(), (SIZE, SIZE, 3), schedules.make_optimizer(cfg)
+    )
+    step = jax.jit(
+        functools.partial(
+            train.train_step,
+            loss_fn=cross_entropy,
+            preprocess_fn=train.unit_preprocess,
+            num_classes=4,
+        )
+    )
+    batch = next(train.simple_train_batches(*TRAIN, 32, seed=0))
+    new_state, metrics = step(state, batch, jax.random.PRNGKey(1))
+    assert int(new_state.step) == 1 and set(metrics) == {"loss", "accuracy"}
+    assert not np.allclose(new_state.batch_stats["bn1"]["mean"], state.batch_stats["bn1"]["mean"])
+    bad = jax.jit(
+        functools.partial(
+            train.train_step,
+            loss_fn=lambda y, p: y * p,
+            preprocess_fn=train.unit_preprocess,
+            num_classes=4,
+        )
+    )
+    with pytest.raises(ValueError, match=r"loss_fn must return \[batch\]"):
+        bad(new_state, batch, jax.random.PRNGKey(1))
+
+
+def test_eval_masking_counts_only_real_examples():
+    cfg = config()
+    state = train.create_train_state(
+        jax.random.PRNGKey(0), model(), (SIZE, SIZE, 3), schedules.make_optimizer(cfg)
+    )
+    images, labels = VAL[0][:10], VAL[1][:10]
+    batches = list(train.simple_eval_batches(images, labels, 4))
+    assert [b["image"].shape[0] for b in batches] == [4, 4, 4]
+    np.testing.assert_array_equal(batches[-1]["mask"], [1, 1, 0, 0])
+    eval_fn = jax.jit(functools.partial(train.eval_step, preprocess_fn=train.unit_preprocess))
+    totals = [jax.device_get(eval_fn(state, b)) for b in batches]
+    logits = state.apply_fn(
+        {"params": state.params, "batch_stats": state.batch_stats},
+        images.astype(np.float32) / 255.0,
+        train=False,
+    )
+    expected = int(np.sum(np.argmax(logits, -1) == labels))
+    assert sum(t["count"] for t in totals) == 10
+    assert sum(t["correct"] for t in totals) == expected
+    acc = train.evaluate(eval_fn, state, batches)
+    assert acc == pytest.approx(expected / 10)
+
+
+def test_run_rejects_empty_protocols():
+    with pytest.raises(ValueError, match="steps > 0"):
+        run(steps=0)
+    with pytest.raises(ValueError, match="eval_every > 0"):
+        run(eval_every=0)
+
+
+def test_simple_train_batches_cover_each_epoch_and_resume():
+    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
+    labels = np.arange(10, dtype=np.int32)
+    gen = train.simple_train_batches(images, labels, 4, seed=3)
+    seen = np.concatenate([next(gen)["label"] for _ in range(5)])  # 20 = two epochs
+    assert sorted(seen[:10]) == list(range(10)) and sorted(seen[10:]) == list(range(10))
+    resumed = train.simple_train_batches(images, labels, 4, seed=3, start_step=2)
+    np.testing.assert_array_equal(next(resumed)["label"], seen[8:12])
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def test_accuracy_rises(baseline):
+    assert baseline.status == "ok" and baseline.steps_run == 300
+    assert [c[0] for c in baseline.curve] == [100, 200, 300]
+    assert baseline.best_val_accuracy > 0.8
+    assert baseline.best_train_accuracy > 0.8
+    assert baseline.curve[-1][1] > baseline.curve[0][1]  # interval train accuracy rises
+    assert baseline.best_val_accuracy == max(c[2] for c in baseline.curve)
+    assert all(np.isfinite(c[3]) for c in baseline.curve)
+    assert baseline.wall_time_s > 0
+
+
+def test_same_seeds_give_identical_results(baseline):
+    again = run()
+    assert dataclasses.replace(again, wall_time_s=0) == dataclasses.replace(baseline, wall_time_s=0)
+    other = run(seed=1)
+    assert other.curve != baseline.curve
+
+
+def test_nan_loss_is_reported_as_diverged_not_raised():
+    result = run(loss_fn=lambda y, p: jnp.full(p.shape[:1], jnp.nan))
+    assert result.status == "diverged" and result.steps_run == 1
+    assert result.curve == () and result.best_val_accuracy == 0.0
+
+
+def test_divergence_step_is_exact_and_earlier_best_is_kept():
+    def batches(images, labels, batch_size, seed, start_step=0):
+        for step, batch in enumerate(train.simple_train_batches(images, labels, batch_size, seed)):
+            target = np.eye(4, dtype=np.float32)[batch["label"]]
+            if step == 149:
+                target[0, 0] = np.nan
+            yield {**batch, "target": target}
+
+    cfg = config()
+    result = train.run(
+        model(),
+        cross_entropy,
+        cfg,
+        train_images=TRAIN[0],
+        train_labels=TRAIN[1],
+        val_images=VAL[0],
+        val_labels=VAL[1],
+        train_batches=batches,
+    )
+    assert result.status == "diverged" and result.steps_run == 150
+    assert [c[0] for c in result.curve] == [100]
+    assert result.best_val_accuracy == result.curve[0][2] > 0
+
+
+def test_stop_rule_fires_and_returns_best_val_so_far():
+    # a constant loss never learns: chance-level training accuracy
+    result = run(loss_fn=lambda y, p: jnp.zeros(p.shape[:1]), steps=500, stop_rules=((200, 0.9),))
+    assert result.status == "stopped_early" and result.steps_run == 200
+    assert [c[0] for c in result.curve] == [100, 200]
+    assert result.best_val_accuracy == max(c[2] for c in result.curve) > 0
+    assert "0.9" in result.message
+
+
+def test_stop_rule_between_evaluations_and_rules_that_pass(baseline):
+    stopped = run(
+        loss_fn=lambda y, p: jnp.zeros(p.shape[:1]), stop_rules=[(150, 0.9)], with_val=False
+    )
+    assert stopped.status == "stopped_early" and stopped.steps_run == 150
+    assert [c[0] for c in stopped.curve] == [100, 150]
+    assert stopped.curve[0][2] is None and stopped.best_val_accuracy == 0.0
+    passed = run(stop_rules=[(100, 0.3)])
+    assert passed.status == "ok" and passed.steps_run == 300
+    assert passed.curve == baseline.curve  # a passing rule changes nothing
