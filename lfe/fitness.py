@@ -1,0 +1,179 @@
+"""The fitness protocol (paper §3.5, §3.7, §3.8; SPEC.md "Fitness"): genome → fitness record.
+
+A candidate is first trained through the **gate** (ConvNet, 32px, no augmentation, batch 128,
+Adam 1e-3 warm-up 800 + cosine over 8,000, run 800 steps): if its best training accuracy is
+below 0.37 it is rejected (``gated``). Otherwise it is trained on the **surrogate**, whose early
+stop 2 ends a run whose training accuracy has not reached 0.25 by step 3,000 — the best
+validation accuracy so far is still its fitness (``stopped_early``). A non-finite loss ends a
+run (``diverged``). ``gated`` and ``diverged`` candidates are failed children (no fitness).
+The **initial** protocol (ConvNet for 8,000 steps) scores the initial population.
+
+Everything here is plain data in, plain data out, so a task can run in another process:
+``evaluate_task(loss_spec, protocol_dict, seed, stage)`` is the function executors call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import ml_collections
+
+from lfe import data as data_lib
+from lfe import losses as losses_lib
+from lfe import train as train_lib
+from lfe.models import get_model
+
+STATUSES = ("ok", "stopped_early", "gated", "diverged")
+FAILED = ("gated", "diverged")
+
+
+def training_protocol(**overrides) -> ml_collections.ConfigDict:
+    """One training run: model, augmentation and the trainer's fields (``train.default_config``).
+
+    The default is the paper's ConvNet protocol (Table 4): 8,000 steps, batch 128, Adam 1e-3,
+    linear warm-up 800 then cosine, evaluation every 100 steps, inputs scaled to [0, 1].
+    """
+    p = train_lib.default_config()
+    p.model = "convnet"
+    p.model_kwargs = ml_collections.ConfigDict()
+    p.augment = "unit"  # a preset name of lfe.data.augment.PRESETS, or {"train": [...], "eval": [...]}
+    p.validate = True  # evaluate the validation split (the gate needs only training accuracy)
+    for key, value in overrides.items():
+        p[key] = value
+    return p
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """``config.fitness``: data, gate, surrogate and initial-population protocols."""
+    c = ml_collections.ConfigDict()
+    c.dataset = "cifar10"
+    c.data_dir = ""  # "" = $LFE_DATA_DIR, else tensorflow-datasets
+    c.gate_enabled = True
+    c.gate_min_train_accuracy = 0.37
+    c.gate = training_protocol(steps=800, validate=False)
+    # Until EfficientNetV2-S exists, the surrogate is the ConvNet protocol of the paper's initial
+    # evolutionary run (§3.6) with early stop 2.
+    c.surrogate = training_protocol(stop_rules=((3000, 0.25),))
+    c.initial = training_protocol()
+    return c
+
+
+@dataclasses.dataclass(frozen=True)
+class FitnessRecord:
+    """What an evaluation tells the search. ``fitness`` is None for failed children."""
+
+    fitness: float | None
+    status: str
+    steps: int  # training steps run, gate included
+    wall_time_s: float
+    curve: tuple = ()  # the scored run's (step, train_acc, val_acc, loss) rows
+    gate_train_accuracy: float | None = None
+    best_train_accuracy: float = 0.0
+    best_val_accuracy: float = 0.0  # also kept for diverged runs, for inspection
+    message: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILED
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["curve"] = [list(row) for row in self.curve]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FitnessRecord:
+        return cls(**{**d, "curve": tuple(tuple(row) for row in d.get("curve", ()))})
+
+
+@functools.lru_cache(maxsize=4)
+def load_dataset(name: str, data_dir: str) -> data_lib.Dataset:
+    """The dataset, loaded once per process (workers evaluate many candidates)."""
+    return data_lib.load(name, data_dir=data_dir or None)
+
+
+def _augment_cfg(augment: Any) -> dict:
+    if isinstance(augment, str):
+        if augment not in data_lib.augment.PRESETS:
+            raise ValueError(f"unknown augmentation preset {augment!r}; available: "
+                             + ", ".join(sorted(data_lib.augment.PRESETS)))
+        return data_lib.augment.PRESETS[augment]
+    return dict(augment)
+
+
+def train_once(loss: losses_lib.LossDef, protocol: Any, dataset: data_lib.Dataset,
+               seed: int) -> train_lib.TrainResult:
+    """One real training run of ``protocol`` with ``loss``."""
+    model = get_model(protocol.model, num_classes=dataset.num_classes,
+                      **dict(protocol.get("model_kwargs") or {}))
+    preprocess = functools.partial(data_lib.augment.preprocess,
+                                   cfg=_augment_cfg(protocol.augment))
+    validate = bool(protocol.get("validate", True))
+    return train_lib.run(
+        model, loss.loss, protocol, seed=seed,
+        train_images=dataset.train_images, train_labels=dataset.train_labels,
+        val_images=dataset.val_images if validate else None,
+        val_labels=dataset.val_labels if validate else None,
+        preprocess_fn=preprocess, train_batches=data_lib.pipeline.train_batches,
+        eval_batches=data_lib.pipeline.eval_batches)
+
+
+def evaluate(loss: losses_lib.LossDef, config: Any, *, seed: int,
+             stage: str = "surrogate") -> FitnessRecord:
+    """Gate (when enabled) then the ``stage`` protocol (``surrogate`` or ``initial``)."""
+    if stage not in ("surrogate", "initial"):
+        raise ValueError(f"unknown fitness stage {stage!r}; available: surrogate, initial")
+    dataset = load_dataset(config.dataset, config.get("data_dir", ""))
+    steps, wall, gate_acc = 0, 0.0, None
+    if config.gate_enabled and stage == "surrogate":
+        gate = train_once(loss, config.gate, dataset, seed)
+        steps, wall, gate_acc = gate.steps_run, gate.wall_time_s, gate.best_train_accuracy
+        if gate.status == "diverged":
+            return FitnessRecord(None, "diverged", steps, wall, gate.curve, gate_acc,
+                                 gate.best_train_accuracy, message=f"gate: {gate.message}")
+        if gate.best_train_accuracy < config.gate_min_train_accuracy:
+            return FitnessRecord(None, "gated", steps, wall, gate.curve, gate_acc,
+                                 gate.best_train_accuracy,
+                                 message=f"gate: best train accuracy {gate_acc:.4f} < "
+                                         f"{config.gate_min_train_accuracy}")
+    result = train_once(loss, config[stage], dataset, seed)
+    fitness = None if result.status == "diverged" else result.best_val_accuracy
+    return FitnessRecord(fitness, result.status, steps + result.steps_run,
+                         wall + result.wall_time_s, result.curve, gate_acc,
+                         result.best_train_accuracy, result.best_val_accuracy, result.message)
+
+
+def loss_spec(loss: losses_lib.LossDef) -> dict:
+    """A picklable, JSON-able description of a loss for another process."""
+    if loss.genome is not None and loss.name not in losses_lib.available():
+        from lfe import genome as genome_lib
+
+        return {"name": loss.name, "genome": genome_lib.to_dict(loss.genome), "sign": loss.sign}
+    return {"name": loss.name}
+
+
+def resolve_spec(spec: dict) -> losses_lib.LossDef:
+    if "genome" in spec:
+        from lfe import genome as genome_lib
+
+        return losses_lib.from_genome(genome_lib.from_dict(spec["genome"]), spec.get("sign"),
+                                      name=spec.get("name", "evolved"))
+    return losses_lib.get(spec["name"])
+
+
+def evaluate_task(spec: dict, config: dict, seed: int, stage: str = "surrogate") -> dict:
+    """Executor entry point: plain data in, ``FitnessRecord.to_dict()`` out."""
+    cfg = ml_collections.ConfigDict(config)
+    return evaluate(resolve_spec(spec), cfg, seed=seed, stage=stage).to_dict()
+
+
+def train_task(spec: dict, protocol: dict, dataset: str, data_dir: str, seed: int) -> dict:
+    """Executor entry point for one plain training run (grid cells): a result dict."""
+    result = train_once(resolve_spec(spec), ml_collections.ConfigDict(protocol),
+                        load_dataset(dataset, data_dir), seed)
+    return {"best_val_accuracy": result.best_val_accuracy,
+            "best_train_accuracy": result.best_train_accuracy, "status": result.status,
+            "steps_run": result.steps_run, "wall_time_s": result.wall_time_s,
+            "curve": [list(r) for r in result.curve], "message": result.message}
