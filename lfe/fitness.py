@@ -38,7 +38,7 @@ def training_protocol(**overrides) -> ml_collections.ConfigDict:
     p = train_lib.default_config()
     p.model = "convnet"
     p.model_kwargs = ml_collections.ConfigDict()
-    p.augment = "unit"  # a preset name of lfe.data.augment.PRESETS, or {"train": [...], "eval": [...]}
+    p.augment = "unit"  # a preset of lfe.data.augment.PRESETS, or {"train": [..], "eval": [..]}
     p.validate = True  # evaluate the validation split (the gate needs only training accuracy)
     for key, value in overrides.items():
         p[key] = value

@@ -64,3 +64,31 @@ def write_figures(losses: list[LossDef], directory: str, prefix: str = "") -> li
     return [plot_phenotypes(losses, os.path.join(directory, f"{prefix}phenotypes.png")),
             plot_phenotypes(losses, os.path.join(directory, f"{prefix}phenotypes_zoom.png"),
                             zoom=True)]
+
+
+def plot_evolution(rows: list[dict], path: str, *,
+                   ce_band: tuple[float, float, float] | None = None) -> str:
+    """Figure 4: the population's best / mean / median fitness over iterations.
+
+    ``rows``: dicts with ``iteration``, ``best``, ``mean``, ``median`` (validation accuracy in
+    [0, 1]); ``ce_band``: cross-entropy's (max, mean, min) on the same protocol, drawn as lines.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    if rows:
+        it = [r["iteration"] for r in rows]
+        for key, style in (("best", "-"), ("mean", "--"), ("median", ":")):
+            ax.plot(it, [100 * r[key] for r in rows], style, label=key, linewidth=1.6)
+    if ce_band is not None:
+        for value, name in zip(ce_band, ("CE max", "CE mean", "CE min"), strict=True):
+            ax.axhline(100 * value, color="grey", linewidth=1.0,
+                       linestyle="-" if name == "CE mean" else "--", label=name)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title("Regularized evolution")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,25 @@
+import os
+import struct
+
+from tensorboardX.proto import event_pb2
+
+from lfe import metrics
+
+
+def test_writer_writes_tensorboard_event_files(tmp_path):
+    w = metrics.create_writer(str(tmp_path))
+    w.write_scalars(1, {"fitness/best": 0.5, "fitness/mean": 0.4})
+    w.write_texts(1, {"best": "ln(|ŷ|+eps)"})
+    w.write_hparams({"population": 100})
+    w.flush()
+    w.close()
+    files = [f for f in os.listdir(tmp_path) if f.startswith("events.out.tfevents")]
+    assert files and os.path.getsize(tmp_path / files[0]) > 100
+    data = (tmp_path / files[0]).read_bytes()
+    tags, pos = [], 0
+    while pos < len(data):
+        (length,) = struct.unpack("<Q", data[pos:pos + 8])
+        event = event_pb2.Event.FromString(data[pos + 12: pos + 12 + length])
+        tags += [v.tag for v in event.summary.value]
+        pos += 12 + length + 4
+    assert "fitness/best" in tags and "fitness/mean" in tags
