@@ -20,6 +20,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created if missi
 MODES = {
     "phenotypes": "lfe.phenotypes",
     "compare": "lfe.compare",
+    "evolve": "lfe.search",
 }
 
 

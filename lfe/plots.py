@@ -86,7 +86,8 @@ def plot_evolution(rows: list[dict], path: str, *,
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title("Regularized evolution")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if rows or ce_band is not None:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path)

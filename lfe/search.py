@@ -1,0 +1,233 @@
+"""``mode: evolve`` — run regularized evolution with an executor and a run directory.
+
+The loop: the controller (``lfe.evolution``) asks for candidates, the executor evaluates them
+(``fitness.evaluate_task`` by default), each finished evaluation is appended to ``events.jsonl``
+and told to the controller, and the state is checkpointed (``lfe.rundir``) after every change.
+Rerunning the same command on the same work directory resumes: evaluations already in the event
+log are told from it, the other in-flight candidates are submitted again. With the in-process
+executor and a fixed seed, an interrupted-and-resumed run ends in exactly the same state as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import time
+
+import ml_collections
+
+from lfe import equation, evolution, executors, fileio, fitness, metrics, plots, rundir
+from lfe import genome as genome_lib
+from lfe import losses as losses_lib
+
+# Fields that may change between a run and its resumption; any other change is refused.
+RESUMABLE_CHANGES = ("max_iterations", "max_hours", "executor", "workers", "plot_every",
+                     "command")
+
+
+def default_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.mode = "evolve"
+    c.seed = 0
+    c.op_set = "paper"
+    c.init = "authors"  # "authors" (p_unary 0.7 hidden / 0.2 root) or "uniform" (§3.2 text)
+    c.initial_population = 1000
+    c.population_size = 100
+    c.tournament_size = 20
+    c.max_mutation_attempts = 2500
+    c.max_failed_children = 7
+    c.max_iterations = 2000
+    c.max_hours = 0.0  # wall-clock budget per invocation; 0 = none
+    c.executor = "pool"  # "inprocess" (deterministic) | "pool" (one process per core)
+    c.workers = 0  # 0 = one per core
+    c.evaluator = "lfe.fitness:evaluate_task"  # module:function(spec, fitness, seed, stage)
+    c.fitness = fitness.default_config()
+    c.ce_band = ()  # cross-entropy's (max, mean, min) fitness on the surrogate, for Figure 4
+    c.top_k = 10  # genomes kept in best.json
+    c.plot_every = 10  # redraw figures every N told evaluations
+    c.command = ""
+    return c
+
+
+def params_of(config) -> evolution.Params:
+    return evolution.Params(
+        population_size=config.population_size, initial_population=config.initial_population,
+        tournament_size=config.tournament_size,
+        max_mutation_attempts=config.max_mutation_attempts,
+        max_failed_children=config.max_failed_children, max_iterations=config.max_iterations,
+        op_set=config.op_set, init=config.init)
+
+
+def _resolve(target: str):
+    module, _, name = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"cannot load evaluator {target!r}: {e}") from None
+
+
+def _check_config(config, workdir: str) -> None:
+    path = os.path.join(workdir, "config.json")
+    mine = json.loads(json.dumps(config.to_dict()))
+    if os.path.exists(path):
+        saved = fileio.read_json(path)
+        changed = sorted(k for k in set(saved) | set(mine)
+                         if saved.get(k) != mine.get(k) and k not in RESUMABLE_CHANGES)
+        if changed:
+            raise ValueError(f"{workdir} holds a run with a different config "
+                             f"({', '.join(changed)}); use a new --workdir or the same config")
+    fileio.write_json_atomic(path, mine)
+
+
+def _spec(candidate) -> dict:
+    return {"name": f"candidate{candidate['id']}", "genome": candidate["genome"],
+            "sign": candidate["sign"]}
+
+
+class _Run:
+    """Mutable glue around the pure controller: state, archive, executor, files."""
+
+    def __init__(self, config, workdir: str):
+        self.config, self.workdir = config, workdir
+        self.params = params_of(config)
+        self.evaluate = _resolve(config.evaluator)
+        self.fitness_cfg = config.fitness.to_dict()
+        state = rundir.load_state(workdir)
+        self.resumed = state is not None
+        self.state = state if state is not None else evolution.init(self.params, config.seed)
+        self.archive = evolution.rebuild_archive(self.state)
+        self.writer = metrics.create_writer(os.path.join(workdir, "tensorboard"))
+        self.told_since_plot = 0
+        self.start = time.time()
+        self.iterations_at_start = evolution.iterations_done(self.state)
+
+    def save(self) -> None:
+        rundir.save_state(self.workdir, self.state)
+
+    def tell(self, candidate_id: int, record: dict, *, log: bool = True) -> None:
+        if log:
+            rundir.append_event(self.workdir, {"id": candidate_id, "record": record,
+                                               "time": time.time()})
+        self.state = evolution.tell(self.params, self.state, self.archive, candidate_id, record)
+        self.save()
+        self.told_since_plot += 1
+        self.progress(candidate_id, record)
+
+    def replay_events(self) -> set[int]:
+        """Tells in-flight candidates whose evaluation finished before a kill."""
+        rundir.repair_events(self.workdir)
+        waiting = {c["id"] for c in evolution.in_flight(self.state)}
+        told = set()
+        for event in rundir.read_events(self.workdir):
+            if event["id"] in waiting and event["id"] not in told:
+                self.tell(event["id"], event["record"], log=False)
+                told.add(event["id"])
+        return told
+
+    def progress(self, candidate_id: int, record: dict) -> None:
+        s = evolution.summary(self.state)
+        elapsed = time.time() - self.start
+        done, total = s["iterations"], self.params.max_iterations
+        fit = record.get("fitness")
+        best = s.get("best_evaluated") or 0.0
+        eta = ""
+        if done and self.iterations_at_start < done < total:
+            rate = (time.time() - self.start) / (done - self.iterations_at_start)
+            eta = f"  ETA {rate * (total - done) / 60:.1f} min"
+        line = (f"[iter {done}/{total}] cand {candidate_id} ({record['status']}"
+                f"{'' if fit is None else f' {100 * fit:.2f}%'})  evaluated {s['evaluated']}"
+                f"  best {100 * best:.2f}%  elapsed {elapsed / 60:.1f} min{eta}")
+        print(line, flush=True)
+        step = s["evaluated"]
+        scalars = {"evaluated": s["evaluated"], "iterations": done}
+        scalars |= {f"population/{k}": s[k] for k in ("best", "mean", "median")
+                    if s.get(k) is not None}
+        if fit is not None:
+            scalars["candidate/fitness"] = fit
+        self.writer.write_scalars(step, scalars)
+        if self.told_since_plot >= self.config.plot_every:
+            self.write_outputs()
+
+    def budget_left(self) -> bool:
+        hours = self.config.max_hours
+        return not hours or (time.time() - self.start) < hours * 3600
+
+    def submit(self, executor, candidate) -> None:
+        executor.submit(str(candidate["id"]), self.evaluate, _spec(candidate), self.fitness_cfg,
+                        int(self.config.seed) * 1_000_003 + int(candidate["id"]),
+                        candidate["stage"])
+
+    def write_outputs(self) -> None:
+        self.told_since_plot = 0
+        write_best(self.state, self.workdir, self.config.top_k)
+        rows = evolution.history(self.state)
+        band = tuple(self.config.ce_band) or None
+        plots.plot_evolution(rows, os.path.join(self.workdir, "evolution.png"), ce_band=band)
+        top = evolution.best(self.state, 3)
+        if top:
+            chosen = [losses_lib.get("cross_entropy")] + [
+                losses_lib.from_genome(genome_lib.from_dict(b["genome"]), b["sign"],
+                                       name=f"#{i + 1} ({100 * b['fitness']:.1f}%)")
+                for i, b in enumerate(top)]
+            plots.write_figures(chosen, self.workdir, prefix="best_")
+        self.writer.flush()
+
+
+def write_best(state, workdir: str, k: int) -> list[dict]:
+    """``best.json``: the top-k evaluated genomes with fitness, orientation and equations."""
+    top = []
+    for b in evolution.best(state, k):
+        g = genome_lib.from_dict(b["genome"])
+        top.append({"id": b["id"], "fitness": b["fitness"], "sign": b["sign"],
+                    "genome": b["genome"], "equation": equation.text(g, b["sign"]),
+                    "equation_shared": equation.text(g, b["sign"], style="let"),
+                    "latex": equation.latex(g, b["sign"])})
+    fileio.write_json_atomic(os.path.join(workdir, "best.json"), top)
+    return top
+
+
+def run(config, workdir: str) -> dict:
+    os.makedirs(workdir, exist_ok=True)
+    _check_config(config, workdir)
+    if config.evaluator == default_config().evaluator:  # fail early on missing data
+        fitness.load_dataset(config.fitness.dataset, config.fitness.get("data_dir", ""))
+    r = _Run(config, workdir)
+    print(f"evolve: {'resuming' if r.resumed else 'starting'} in {workdir} "
+          f"({config.executor} executor)", flush=True)
+    r.replay_events()
+    executor = executors.make(config.executor, config.get("workers") or None)
+    try:
+        for candidate in evolution.in_flight(r.state):
+            r.submit(executor, candidate)
+        while True:
+            if r.budget_left() and not evolution.is_done(r.params, r.state):
+                r.state, new = evolution.ask(r.params, r.state, r.archive, executor.capacity)
+                r.save()
+                for candidate in new:
+                    r.submit(executor, candidate)
+            if not executor.pending:
+                break
+            for key, outcome in executor.wait_any():
+                if outcome.error is not None:  # state is saved: rerunning resumes from here
+                    raise ValueError(f"evaluation of candidate {key} failed: {outcome.error}")
+                r.tell(int(key), outcome.value)
+    finally:
+        executor.close()
+    r.write_outputs()
+    r.writer.close()
+    s = evolution.summary(r.state)
+    print_summary(s, workdir)
+    return s
+
+
+def print_summary(s: dict, workdir: str) -> None:
+    print(f"\nevolve summary ({workdir}):", file=sys.stdout)
+    for key, value in s.items():
+        print(f"  {key}: {value}")
+    best_path = os.path.join(workdir, "best.json")
+    if os.path.exists(best_path):
+        for i, b in enumerate(fileio.read_json(best_path)[:5]):
+            print(f"  #{i + 1} {100 * b['fitness']:.2f}%  {b['equation']}")

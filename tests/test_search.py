@@ -1,0 +1,93 @@
+"""The evolve mode end to end with a fast fake fitness: run directory, resume after kill -9."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from configs import quickstart
+from lfe import main, rundir
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAKE = "tests.fake_fitness:evaluate"
+OVERRIDES = {"evaluator": FAKE, "executor": "inprocess", "initial_population": 8,
+             "population_size": 4, "tournament_size": 3, "max_iterations": 12, "plot_every": 5}
+
+
+def small_config():
+    c = quickstart.get_config("runlocal")
+    for k, v in OVERRIDES.items():
+        c[k] = v
+    return c
+
+
+def cli(workdir):
+    args = [f"--config.{k}={v}" for k, v in OVERRIDES.items()]
+    return [sys.executable, "-m", "lfe.main", "--config=configs/quickstart.py:runlocal",
+            f"--workdir={workdir}", *args]
+
+
+def final_state(workdir):
+    return rundir.load_state(str(workdir))
+
+
+def test_evolve_writes_a_complete_run_directory(tmp_path, cifar_dir):
+    c = small_config()
+    c.fitness.data_dir = str(cifar_dir)
+    s = main.dispatch(c, str(tmp_path))
+    assert s["iterations"] == 12
+    files = set(os.listdir(tmp_path))
+    assert {"config.json", "state.json", "events.jsonl", "best.json", "evolution.png",
+            "best_phenotypes.png", "best_phenotypes_zoom.png", "tensorboard"} <= files
+    events = rundir.read_events(str(tmp_path))
+    assert len(events) == s["evaluated"] == len({e["id"] for e in events})
+    best = json.load(open(tmp_path / "best.json"))
+    assert best and best == sorted(best, key=lambda b: -b["fitness"])
+    assert all("equation" in b and "genome" in b for b in best)
+    # rerunning a finished run changes nothing
+    before = final_state(tmp_path)
+    main.dispatch(c, str(tmp_path))
+    assert final_state(tmp_path) == before
+
+
+def test_changed_config_is_refused(tmp_path, cifar_dir):
+    c = small_config()
+    c.fitness.data_dir = str(cifar_dir)
+    c.max_iterations = 1
+    main.dispatch(c, str(tmp_path))
+    c.tournament_size = 2
+    with pytest.raises(ValueError, match="different config .*tournament_size"):
+        main.dispatch(c, str(tmp_path))
+
+
+@pytest.mark.slow
+def test_kill_9_and_resume_ends_in_the_same_state(tmp_path, cifar_dir):
+    env = dict(os.environ, LFE_DATA_DIR=str(cifar_dir), JAX_PLATFORMS="cpu")
+    straight = tmp_path / "straight"
+    subprocess.run(cli(straight), cwd=ROOT, env=env, check=True, capture_output=True,
+                   timeout=600)
+    killed = tmp_path / "killed"
+    rng = random.Random(0)
+    kills = 0
+    for _ in range(12):
+        proc = subprocess.Popen(cli(killed), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        try:
+            proc.wait(timeout=rng.uniform(3.0, 7.0))
+            break
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+    else:
+        pytest.fail("the resumed run never finished")
+    assert proc.returncode == 0, proc.stderr.read().decode()[-2000:]
+    assert kills >= 1
+    assert final_state(killed) == final_state(straight)
+    told = [e["id"] for e in rundir.read_events(str(killed))]
+    assert len(told) == len(set(told))  # no evaluation told twice
