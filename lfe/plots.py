@@ -50,8 +50,13 @@ def plot_phenotypes(losses: list[LossDef], path: str, *, zoom: bool = False,
         ax.set_xlim(ZOOM_FROM, 1.0)
     ax.set_title(title or ("Binary phenotypes near $\\hat{y}\\to 1$" if zoom
                            else "Binary phenotypes"))
+    return _finish(fig, ax, path, legend=bool(losses))
+
+
+def _finish(fig, ax, path: str, *, legend: bool) -> str:
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if legend:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path)
@@ -85,11 +90,4 @@ def plot_evolution(rows: list[dict], path: str, *,
     ax.set_xlabel("iteration")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title("Regularized evolution")
-    ax.grid(alpha=0.3)
-    if rows or ce_band is not None:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path, legend=bool(rows) or ce_band is not None)
