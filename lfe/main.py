@@ -45,13 +45,24 @@ def _parse_flags(argv):
         detail = _last_line(e)
         if any(a.startswith("--config.") for a in argv[1:]) and isinstance(
                 e, (AttributeError, KeyError)):
-            _fail(f"unknown config key {detail} in a --config.* override")
+            _fail(f"unknown config key in a --config.* override: {detail}")
         _fail(f"bad flags: {detail}")
 
 
-def _last_line(e: Exception) -> str:
-    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
-    return lines[-1] if lines else type(e).__name__
+def _last_line(e: BaseException) -> str:
+    """One line from an exception, unwrapping ml_collections' nested KeyError messages."""
+    message = e
+    while isinstance(message, BaseException) and message.args:
+        message = message.args[0]
+    lines = [_unquote(line.strip()) for line in str(message).strip().splitlines()
+             if line.strip()]
+    return "; ".join(lines) if lines else type(e).__name__
+
+
+def _unquote(text: str) -> str:
+    if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return text
 
 
 def main(argv):

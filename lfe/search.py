@@ -69,13 +69,19 @@ def _resolve(target: str):
         raise ValueError(f"cannot load evaluator {target!r}: {e}") from None
 
 
+def _comparable(config: dict) -> dict:
+    """The config without the fields a resumed run may change (the data may move too)."""
+    d = {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
+    d["fitness"] = {k: v for k, v in dict(d.get("fitness") or {}).items() if k != "data_dir"}
+    return d
+
+
 def _check_config(config, workdir: str) -> None:
     path = os.path.join(workdir, "config.json")
     mine = json.loads(json.dumps(config.to_dict()))
     if os.path.exists(path):
-        saved = fileio.read_json(path)
-        changed = sorted(k for k in set(saved) | set(mine)
-                         if saved.get(k) != mine.get(k) and k not in RESUMABLE_CHANGES)
+        saved, now = _comparable(fileio.read_json(path)), _comparable(mine)
+        changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
         if changed:
             raise ValueError(f"{workdir} holds a run with a different config "
                              f"({', '.join(changed)}); use a new --workdir or the same config")
@@ -190,10 +196,11 @@ def write_best(state, workdir: str, k: int) -> list[dict]:
 
 
 def run(config, workdir: str) -> dict:
+    executors.make(config.executor, 1).close()  # an unknown executor fails before any file
+    if config.evaluator == default_config().evaluator:  # so does missing data
+        fitness.load_dataset(config.fitness.dataset, config.fitness.get("data_dir", ""))
     os.makedirs(workdir, exist_ok=True)
     _check_config(config, workdir)
-    if config.evaluator == default_config().evaluator:  # fail early on missing data
-        fitness.load_dataset(config.fitness.dataset, config.fitness.get("data_dir", ""))
     r = _Run(config, workdir)
     print(f"evolve: {'resuming' if r.resumed else 'starting'} in {workdir} "
           f"({config.executor} executor)", flush=True)

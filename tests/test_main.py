@@ -62,3 +62,16 @@ def test_cli_runs_and_reports_bad_input_in_one_line(tmp_path):
                       "--config.no_such_key=1")
     assert bad_key.returncode != 0
     assert "no_such_key" in bad_key.stderr
+
+
+def test_evolve_cli_one_line_errors(tmp_path):
+    base = ["--config=configs/quickstart.py:runlocal", f"--workdir={tmp_path}/run"]
+    missing = run_cli(*base, "--config.fitness.data_dir=/nonexistent")
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines()[-1].startswith("lfe: error: no CIFAR-10 data at")
+    assert not (tmp_path / "run").exists()  # nothing written for a run that cannot start
+    typo = run_cli(*base, "--config.fitnes.data_dir=/x")
+    assert typo.returncode == 2
+    assert typo.stderr.strip().splitlines()[-1] == (
+        'lfe: error: unknown config key in a --config.* override: fitnes; '
+        'Did you mean "fitness" instead of "fitnes"?')
