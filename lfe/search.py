@@ -108,7 +108,7 @@ class _Run:
         self.writer = metrics.create_writer(os.path.join(workdir, "tensorboard"))
         self.told_since_plot = 0
         self.start = time.time()
-        self.iterations_at_start = evolution.iterations_done(self.state)
+        self.first_iteration: tuple[float, int] | None = None
 
     def save(self) -> None:
         rundir.save_state(self.workdir, self.state)
@@ -139,10 +139,12 @@ class _Run:
         done, total = s["iterations"], self.params.max_iterations
         fit = record.get("fitness")
         best = s.get("best_evaluated") or 0.0
+        if self.first_iteration is None and done > 0:
+            self.first_iteration = (time.time(), done)  # iterations are timed from here
         eta = ""
-        if done and self.iterations_at_start < done < total:
-            rate = (time.time() - self.start) / (done - self.iterations_at_start)
-            eta = f"  ETA {rate * (total - done) / 60:.1f} min"
+        if self.first_iteration and self.first_iteration[1] < done < total:
+            t0, d0 = self.first_iteration
+            eta = f"  ETA {(time.time() - t0) / (done - d0) * (total - done) / 60:.1f} min"
         line = (f"[iter {done}/{total}] cand {candidate_id} ({record['status']}"
                 f"{'' if fit is None else f' {100 * fit:.2f}%'})  evaluated {s['evaluated']}"
                 f"  best {100 * best:.2f}%  elapsed {elapsed / 60:.1f} min{eta}")
