@@ -29,6 +29,7 @@ import numpy as np
 import optax
 from flax.training import train_state
 
+from lfe.data import pipeline
 from lfe.schedules import make_optimizer
 
 Batch = dict[str, Any]
@@ -137,36 +138,6 @@ def accumulating_train_step(state, totals, batch, rng, **kwargs):
     }
 
 
-def simple_train_batches(
-    images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, start_step: int = 0
-) -> Iterator[Batch]:
-    """Endless fixed-size batches from seeded epoch permutations laid end to end (no remainder
-    is dropped, no shape changes). Stand-in for `lfe.data.pipeline.train_batches`."""
-    rng = np.random.default_rng(seed)
-    order = np.empty(0, np.int64)
-    step = 0
-    while True:
-        while len(order) < batch_size:
-            order = np.concatenate([order, rng.permutation(len(images))])
-        idx, order = order[:batch_size], order[batch_size:]
-        if step >= start_step:
-            yield {"image": images[idx], "label": labels[idx]}
-        step += 1
-
-
-def simple_eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int) -> Iterator[Batch]:
-    """Fixed-size batches in order; the last one zero-padded with `mask` 0 on the padding."""
-    for start in range(0, len(images), batch_size):
-        image, label = images[start : start + batch_size], labels[start : start + batch_size]
-        pad = batch_size - len(image)
-        mask = np.ones(batch_size, np.float32)
-        if pad:
-            image = np.concatenate([image, np.zeros((pad, *image.shape[1:]), image.dtype)])
-            label = np.concatenate([label, np.zeros(pad, label.dtype)])
-            mask[-pad:] = 0.0
-        yield {"image": image, "label": label, "mask": mask}
-
-
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
     """Plain-data outcome of `run`. `curve` rows: (step, train_acc, val_acc or None, loss)."""
@@ -232,8 +203,8 @@ def run(
     val_labels: np.ndarray | None = None,
     seed: int = 0,
     preprocess_fn: PreprocessFn = unit_preprocess,
-    train_batches: BatchSource = simple_train_batches,
-    eval_batches: BatchSource = simple_eval_batches,
+    train_batches: BatchSource = pipeline.train_batches,
+    eval_batches: BatchSource = pipeline.eval_batches,
     log_fn: Callable[[dict], None] | None = None,
 ) -> TrainResult:
     """Trains `model` for `config.steps` steps; returns the best validation accuracy.
@@ -327,8 +298,6 @@ __all__ = [
     "eval_step",
     "evaluate",
     "run",
-    "simple_eval_batches",
-    "simple_train_batches",
     "train_step",
     "unit_preprocess",
 ]

@@ -10,6 +10,7 @@ import optax
 import pytest
 
 from lfe import schedules, train
+from lfe.data import pipeline
 from lfe.models import get_model
 
 SIZE = 16
@@ -155,7 +156,7 @@ def test_train_step_and_eval_step_jitted_at_call_site():
             num_classes=4,
         )
     )
-    batch = next(train.simple_train_batches(*TRAIN, 32, seed=0))
+    batch = next(pipeline.train_batches(*TRAIN, 32, seed=0))
     new_state, metrics = step(state, batch, jax.random.PRNGKey(1))
     assert int(new_state.step) == 1 and set(metrics) == {"loss", "accuracy"}
     assert not np.allclose(new_state.batch_stats["bn1"]["mean"], state.batch_stats["bn1"]["mean"])
@@ -177,7 +178,7 @@ def test_eval_masking_counts_only_real_examples():
         jax.random.PRNGKey(0), model(), (SIZE, SIZE, 3), schedules.make_optimizer(cfg)
     )
     images, labels = VAL[0][:10], VAL[1][:10]
-    batches = list(train.simple_eval_batches(images, labels, 4))
+    batches = list(pipeline.eval_batches(images, labels, 4))
     assert [b["image"].shape[0] for b in batches] == [4, 4, 4]
     np.testing.assert_array_equal(batches[-1]["mask"], [1, 1, 0, 0])
     eval_fn = jax.jit(functools.partial(train.eval_step, preprocess_fn=train.unit_preprocess))
@@ -199,16 +200,6 @@ def test_run_rejects_empty_protocols():
         run(steps=0)
     with pytest.raises(ValueError, match="eval_every > 0"):
         run(eval_every=0)
-
-
-def test_simple_train_batches_cover_each_epoch_and_resume():
-    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
-    labels = np.arange(10, dtype=np.int32)
-    gen = train.simple_train_batches(images, labels, 4, seed=3)
-    seen = np.concatenate([next(gen)["label"] for _ in range(5)])  # 20 = two epochs
-    assert sorted(seen[:10]) == list(range(10)) and sorted(seen[10:]) == list(range(10))
-    resumed = train.simple_train_batches(images, labels, 4, seed=3, start_step=2)
-    np.testing.assert_array_equal(next(resumed)["label"], seen[8:12])
 
 
 # ---------------------------------------------------------------- the loop
@@ -240,7 +231,7 @@ def test_nan_loss_is_reported_as_diverged_not_raised():
 
 def test_divergence_step_is_exact_and_earlier_best_is_kept():
     def batches(images, labels, batch_size, seed, start_step=0):
-        for step, batch in enumerate(train.simple_train_batches(images, labels, batch_size, seed)):
+        for step, batch in enumerate(pipeline.train_batches(images, labels, batch_size, seed)):
             target = np.eye(4, dtype=np.float32)[batch["label"]]
             if step == 149:
                 target[0, 0] = np.nan
