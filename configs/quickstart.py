@@ -1,4 +1,4 @@
-r"""Quickstart: a CPU-sized evolution on real CIFAR-10 (measured: 28 min on 2 cores while other jobs shared the CPU).
+r"""Quickstart: a CPU-sized evolution on real CIFAR-10 (28 min measured on 2 shared cores).
 
     python -m lfe.main --config=configs/quickstart.py --workdir=runs/quickstart
 
