@@ -218,14 +218,20 @@ def test_seven_failed_children_skip_the_iteration():
     assert evolution.history(state)[-1]["best"] == first["best"]
 
 
+
+def initial_phase_done(params):
+    """A fresh run whose whole initial population has been asked and told."""
+    state = evolution.init(params, 0)
+    archive = integrity.Archive()
+    state, initial = evolution.ask(params, state, archive, params.initial_population)
+    for c in initial:
+        state = evolution.tell(params, state, archive, c["id"], fake_record(c))
+    return state, archive
+
 def test_mutation_attempts_exhausted_skip_the_iteration(monkeypatch):
     params = evolution.Params(population_size=3, initial_population=4, tournament_size=5,
                               max_mutation_attempts=5, mutation_batch=2, max_iterations=2)
-    state = evolution.init(params, 0)
-    archive = integrity.Archive()
-    state, first = evolution.ask(params, state, archive, 4)
-    for c in first:
-        state = evolution.tell(params, state, archive, c["id"], fake_record(c))
+    state, archive = initial_phase_done(params)
     calls = []
 
     def reject_all(genomes, archive, **kwargs):
@@ -333,11 +339,7 @@ def test_best_and_summary():
 def test_nan_fitness_is_a_failed_child_and_never_best():
     params = evolution.Params(population_size=2, initial_population=2, tournament_size=2,
                               max_iterations=1, max_failed_children=1, mutation_batch=16)
-    state = evolution.init(params, 0)
-    archive = integrity.Archive()
-    state, new = evolution.ask(params, state, archive, 2)
-    for c in new:
-        state = evolution.tell(params, state, archive, c["id"], fake_record(c))
+    state, archive = initial_phase_done(params)
     state, (child,) = evolution.ask(params, state, archive, 1)
     state = evolution.tell(params, state, archive, child["id"],
                            {"fitness": float("nan"), "status": "ok"})
