@@ -84,7 +84,8 @@ def run(config, workdir: str) -> dict:
                     continue
                 name, seed = key.rsplit("__seed", 1)
                 record = {"loss": name, "seed": int(seed), **outcome.value,
-                          "git_revision": fileio.git_revision(), "dataset": config.dataset}
+                          "git_revision": fileio.git_revision(), "dataset": config.dataset,
+                          "protocol": protocol}
                 fileio.write_json_atomic(os.path.join(workdir, "cells", key + ".json"), record)
                 done[key] = record
                 finished += 1
