@@ -21,6 +21,11 @@ MODES = {
     "phenotypes": "lfe.phenotypes",
     "compare": "lfe.compare",
     "evolve": "lfe.search",
+    "augment_grid": "lfe.data.grid",
+    "eliminate": "lfe.elimination",
+    "transfer": "lfe.transfer",
+    "report": "lfe.report",
+    "pipeline": "lfe.pipeline",
 }
 
 
