@@ -26,6 +26,7 @@ ModelCtor = Callable[..., nn.Module]
 _BUILTIN: dict[str, str] = {
     "convnet": "lfe.models.convnet:ConvNet",
     "resnet9v2": "lfe.models.resnet9v2:ResNet9V2",
+    "efficientnetv2_s": "lfe.models.efficientnetv2:EfficientNetV2",
 }
 
 _REGISTRY: dict[str, ModelCtor | str] = dict(_BUILTIN)
