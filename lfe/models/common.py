@@ -111,12 +111,20 @@ def dense(features: int, *, dtype: Dtype, param_dtype: Dtype, name: str | None =
 
 
 def batch_norm(
-    *, train: bool, dtype: Dtype, param_dtype: Dtype, name: str | None = None
+    *,
+    train: bool,
+    dtype: Dtype,
+    param_dtype: Dtype,
+    name: str | None = None,
+    momentum: float = KERAS_BN_MOMENTUM,
+    epsilon: float = KERAS_BN_EPSILON,
 ) -> nn.BatchNorm:
+    """Keras `BatchNormalization` defaults unless `momentum`/`epsilon` say otherwise (PyTorch-
+    style nets use 0.9 / 1e-5)."""
     return nn.BatchNorm(
         use_running_average=not train,
-        momentum=KERAS_BN_MOMENTUM,
-        epsilon=KERAS_BN_EPSILON,
+        momentum=momentum,
+        epsilon=epsilon,
         dtype=dtype,
         param_dtype=param_dtype,
         name=name,
