@@ -1,8 +1,9 @@
 """The op registry: the paper's 27 unary and 7 binary operations (Tables 1 and 2).
 
-Each op has a name (used in genome JSON and configs), an arity, a JAX function, a NumPy
-reference function (used by the per-genome reference evaluator and the benchmark), and
-printable / LaTeX templates in which ``{a}`` and ``{b}`` stand for the arguments.
+Each op has a name (used in genome JSON and configs), an arity, a JAX function (resolved on first
+call, so importing this module does not import JAX), a NumPy function (used by the integrity
+check, which runs in the JAX-free controller process), and printable / LaTeX templates in
+which ``{a}`` and ``{b}`` stand for the arguments.
 
 Numerical guards follow SPEC.md (the authors' TensorFlow code): ln(|x|+eps), log10(|x|+eps),
 sqrt(|x|), softplus = ln(|1+e^x|+eps), arctanh with its argument clipped to (-1+eps, 1-eps),
@@ -19,14 +20,46 @@ either set; the set only changes the functions behind two slots.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib
 from collections.abc import Callable
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import scipy.special as sps
 
 EPS = 1e-7
+
+
+@functools.cache
+def _resolve(path: str) -> Callable:
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+class _LazyJax:
+    """A dotted JAX name (``jnp.exp``, ``jax.nn.sigmoid``) looked up when first called.
+
+    Importing the registry must not import JAX: the evolution controller and its integrity check
+    use only the NumPy forms and run in a JAX-free process (DESIGN.md).
+    """
+
+    def __init__(self, path: str):
+        self._path = path
+
+    def __getattr__(self, name: str) -> _LazyJax:
+        if name.startswith("__"):  # copy/pickle/inspect probes must not become JAX names
+            raise AttributeError(name)
+        return _LazyJax(f"{self._path}.{name}")
+
+    def __call__(self, *args, **kwargs):
+        return _resolve(self._path)(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return self._path
+
+
+jax = _LazyJax("jax")
+jnp = _LazyJax("jax.numpy")
 
 
 @dataclasses.dataclass(frozen=True)
