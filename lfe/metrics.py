@@ -9,18 +9,37 @@ against clu reads the same, and it writes the same TensorBoard event files.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 from absl import logging
-from tensorboardX import SummaryWriter
+
+
+def _summary_writer_class():
+    """tensorboardX's SummaryWriter, imported without PyTorch.
+
+    tensorboardX imports torch whenever it is installed (only for ``add_graph``, unused here);
+    that costs every controller and worker seconds of start-up and hundreds of MB, and a torch
+    build's OpenMP runtime beside XLA's thread pool. Masking the module makes that import fail
+    the way it does where torch is absent.
+    """
+    masked = "torch" not in sys.modules
+    if masked:
+        sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` -> ImportError
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        if masked:
+            del sys.modules["torch"]
+    return SummaryWriter
 
 
 class MetricWriter:
     """TensorBoard event files under ``logdir``; also logs scalars through absl when ``log``."""
 
     def __init__(self, logdir: str, *, log: bool = False):
-        self._writer = SummaryWriter(logdir=logdir)
+        self._writer = _summary_writer_class()(logdir=logdir)
         self._log = log
 
     def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:

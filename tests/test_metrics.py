@@ -23,3 +23,13 @@ def test_writer_writes_tensorboard_event_files(tmp_path):
         tags += [v.tag for v in event.summary.value]
         pos += 12 + length + 4
     assert "fitness/best" in tags and "fitness/mean" in tags
+
+
+def test_writer_does_not_import_torch(tmp_path):
+    """tensorboardX would import torch when installed; the writer must not pull it in."""
+    import subprocess
+    import sys
+    code = ("import sys; from lfe.metrics import MetricWriter; "
+            f"w = MetricWriter({str(tmp_path)!r}); w.write_scalars(0, {{'a': 1.0}}); w.close(); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
