@@ -1,9 +1,18 @@
-"""Statistics for comparing losses: mean ± std and Welch's t-test against a baseline (scipy)."""
+"""Statistics for comparing losses (paper §3.5, Tables 3, 4, 8–11), all through scipy.stats.
+
+- ``summarize``: n, mean and sample standard deviation (ddof=1) — the paper's "mean ± std".
+- ``welch`` / ``welch_both``: Welch's unequal-variance t-test of a loss against cross-entropy;
+  ``alternative="greater"`` is the one-sided test "mean(a) > mean(b)" of Tables 4 and 8.
+- ``bootstrap_ci``: a bootstrap confidence interval of the mean (BCa, fixed seed).
+- ``kendall_tau``: Kendall's τ-b between two scorings of the same losses (surrogate vs full,
+  Table 3), with its p-value.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import stats as sps
@@ -16,8 +25,12 @@ class Summary:
     std: float  # sample standard deviation (ddof=1), as the paper's "±"
 
 
+def _array(values) -> np.ndarray:
+    return np.asarray(list(values), np.float64)
+
+
 def summarize(values) -> Summary:
-    v = np.asarray(list(values), np.float64)
+    v = _array(values)
     if v.size == 0:
         return Summary(0, math.nan, math.nan)
     return Summary(int(v.size), float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0)
@@ -29,7 +42,51 @@ def welch(a, b, alternative: str = "two-sided") -> float:
     ``alternative="greater"`` tests mean(a) > mean(b) (the paper's one-sided tests against
     cross-entropy). NaN when either side has fewer than two values.
     """
-    a, b = np.asarray(list(a), np.float64), np.asarray(list(b), np.float64)
+    a, b = _array(a), _array(b)
     if a.size < 2 or b.size < 2:
         return math.nan
     return float(sps.ttest_ind(a, b, equal_var=False, alternative=alternative).pvalue)
+
+
+def welch_both(a, b) -> dict[str, float]:
+    """``{"t", "p_greater", "p_two_sided"}`` of Welch's test of ``a`` against ``b``."""
+    a_, b_ = _array(a), _array(b)
+    t = math.nan
+    if a_.size >= 2 and b_.size >= 2:
+        t = float(sps.ttest_ind(a_, b_, equal_var=False).statistic)
+    return {"t": t, "p_greater": welch(a_, b_, "greater"), "p_two_sided": welch(a_, b_)}
+
+
+def bootstrap_ci(values, confidence: float = 0.95, n_resamples: int = 2000,
+                 seed: int = 0) -> tuple[float, float]:
+    """BCa bootstrap confidence interval of the mean; (nan, nan) with fewer than 2 distinct
+    values (the interval is undefined)."""
+    v = _array(values)
+    if v.size < 2 or np.all(v == v[0]):
+        return math.nan, math.nan
+    res = sps.bootstrap((v,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
+                        rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+    """Kendall's τ-b between two scorings of the same items and its two-sided p-value.
+
+    ``x[i]`` and ``y[i]`` score item i (e.g. a loss's surrogate fitness and its full-protocol
+    accuracy). NaN with fewer than two items.
+    """
+    a, b = _array(x), _array(y)
+    if a.shape != b.shape:
+        raise ValueError(f"kendall_tau needs two scorings of the same items, got {a.size} "
+                         f"and {b.size} values")
+    if a.size < 2:
+        return math.nan, math.nan
+    res = sps.kendalltau(a, b)
+    return float(res.statistic), float(res.pvalue)
+
+
+def format_p(p: float | None) -> str:
+    """The paper's p-value notation: ``p < 0.001`` or ``p = 0.047``; ``-`` for none."""
+    if p is None:
+        return "-"
+    return "n/a" if p != p else ("p < 0.001" if p < 0.001 else f"p = {p:.3f}")

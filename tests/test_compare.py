@@ -1,3 +1,4 @@
+import json
 import os
 
 import numpy as np
@@ -5,7 +6,7 @@ import pytest
 from scipy import stats as sps
 
 from configs import table4
-from lfe import compare, stats
+from lfe import compare, report, stats
 
 
 def tiny_config(cifar_dir):
@@ -21,15 +22,19 @@ def tiny_config(cifar_dir):
 @pytest.mark.slow
 def test_grid_runs_resumes_and_tabulates(cifar_dir, tmp_path):
     c = tiny_config(cifar_dir)
-    rows = compare.run(c, str(tmp_path))
+    table = compare.run(c, str(tmp_path))
     cells = sorted(os.listdir(tmp_path / "cells"))
     assert cells == ["cross_entropy__seed0.json", "cross_entropy__seed1.json",
                      "neuroloss3__seed0.json", "neuroloss3__seed1.json"]
-    assert [r["loss"] for r in rows] == ["cross_entropy", "neuroloss3"]
-    assert all(r["n"] == 2 and 0.05 < r["mean"] / 100 < 1 for r in rows)
+    assert [r[0] for r in table.csv_rows] == ["cross_entropy", "neuroloss3"]
+    assert all(r[1] == 2 and 0.05 < r[2] / 100 < 1 for r in table.csv_rows)
     md = (tmp_path / "results.md").read_text()
     assert "| neuroloss3 | 2 |" in md and "58.660 ± 0.557" in md
-    assert (tmp_path / "results.csv").read_text().startswith("loss,runs,mean")
+    assert (tmp_path / "results.csv").read_text().startswith(
+        "loss,validation accuracy (%) runs,validation accuracy (%) mean")
+    record = json.loads((tmp_path / "cells" / "neuroloss3__seed1.json").read_text())
+    assert record["protocol"]["steps"] == 40 and record["loss"] == "neuroloss3"
+    assert 0.05 < record["accuracy"] < 1 and record["git_revision"]
 
     # an interrupted grid: one cell lost; the rerun trains only that one
     kept = tmp_path / "cells" / "cross_entropy__seed0.json"
@@ -47,18 +52,22 @@ def test_grid_runs_resumes_and_tabulates(cifar_dir, tmp_path):
 def test_results_table_statistics_match_scipy():
     rng = np.random.default_rng(0)
     ce, nl = rng.normal(57, 0.6, 5), rng.normal(58, 0.5, 5)
+    # one legacy record (before cells carried "accuracy") must still be read
     cells = {f"cross_entropy__seed{i}": {"loss": "cross_entropy", "best_val_accuracy": v / 100}
              for i, v in enumerate(ce)}
-    cells |= {f"neuroloss1__seed{i}": {"loss": "neuroloss1", "best_val_accuracy": v / 100}
+    cells |= {f"neuroloss1__seed{i}": {"loss": "neuroloss1", "accuracy": v / 100}
               for i, v in enumerate(nl)}
-    rows = compare.results_table(cells, ["cross_entropy", "neuroloss1"], {})
-    assert rows[1]["mean"] == pytest.approx(nl.mean()) and rows[1]["std"] == pytest.approx(
-        nl.std(ddof=1))
-    assert rows[1]["p_greater"] == pytest.approx(
+    c = table4.get_config()
+    c.losses = "cross_entropy,neuroloss1"
+    table = compare.results_table(cells, c)
+    row = table.csv_rows[1]
+    assert row[2] == pytest.approx(nl.mean()) and row[3] == pytest.approx(nl.std(ddof=1))
+    assert row[4] == pytest.approx(
         sps.ttest_ind(nl, ce, equal_var=False, alternative="greater").pvalue)
-    assert rows[1]["p_two_sided"] == pytest.approx(sps.ttest_ind(nl, ce, equal_var=False).pvalue)
-    md = compare.format_markdown(rows, "T")
+    assert row[5] == pytest.approx(sps.ttest_ind(nl, ce, equal_var=False).pvalue)
+    md = report.to_markdown(table)
     assert md.count("**") == 2 and "| cross_entropy | 5 |" in md
+    assert "| neuroloss1 | 5 | **" in md and "58.711 ± 0.455" in md
 
 
 def test_welch_by_hand():
