@@ -94,29 +94,18 @@ def load_dataset(name: str, data_dir: str) -> data_lib.Dataset:
     return data_lib.load(name, data_dir=data_dir or None)
 
 
-def _augment_cfg(augment: Any) -> dict:
-    if isinstance(augment, str):
-        if augment not in data_lib.augment.PRESETS:
-            raise ValueError(f"unknown augmentation preset {augment!r}; available: "
-                             + ", ".join(sorted(data_lib.augment.PRESETS)))
-        return data_lib.augment.PRESETS[augment]
-    return dict(augment)
-
-
 def train_once(loss: losses_lib.LossDef, protocol: Any, dataset: data_lib.Dataset,
                seed: int) -> train_lib.TrainResult:
-    """One real training run of ``protocol`` with ``loss``."""
+    """One real training run of ``protocol`` (its ``augment`` and ``phases`` included)."""
     model = get_model(protocol.model, num_classes=dataset.num_classes,
                       **dict(protocol.get("model_kwargs") or {}))
-    preprocess = functools.partial(data_lib.augment.preprocess,
-                                   cfg=_augment_cfg(protocol.augment))
     validate = bool(protocol.get("validate", True))
     return train_lib.run(
         model, loss.loss, protocol, seed=seed,
         train_images=dataset.train_images, train_labels=dataset.train_labels,
         val_images=dataset.val_images if validate else None,
         val_labels=dataset.val_labels if validate else None,
-        preprocess_fn=preprocess, train_batches=data_lib.pipeline.train_batches,
+        train_batches=data_lib.pipeline.train_batches,
         eval_batches=data_lib.pipeline.eval_batches)
 
 

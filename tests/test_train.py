@@ -152,7 +152,7 @@ def test_train_step_and_eval_step_jitted_at_call_site():
         functools.partial(
             train.train_step,
             loss_fn=cross_entropy,
-            preprocess_fn=train.unit_preprocess,
+            augment_fn=train.image_augment(train.unit_preprocess, train=True),
             num_classes=4,
         )
     )
@@ -164,7 +164,7 @@ def test_train_step_and_eval_step_jitted_at_call_site():
         functools.partial(
             train.train_step,
             loss_fn=lambda y, p: y * p,
-            preprocess_fn=train.unit_preprocess,
+            augment_fn=train.image_augment(train.unit_preprocess, train=True),
             num_classes=4,
         )
     )
@@ -181,7 +181,8 @@ def test_eval_masking_counts_only_real_examples():
     batches = list(pipeline.eval_batches(images, labels, 4))
     assert [b["image"].shape[0] for b in batches] == [4, 4, 4]
     np.testing.assert_array_equal(batches[-1]["mask"], [1, 1, 0, 0])
-    eval_fn = jax.jit(functools.partial(train.eval_step, preprocess_fn=train.unit_preprocess))
+    eval_fn = jax.jit(functools.partial(
+        train.eval_step, augment_fn=train.image_augment(train.unit_preprocess, train=False)))
     totals = [jax.device_get(eval_fn(state, b)) for b in batches]
     logits = state.apply_fn(
         {"params": state.params, "batch_stats": state.batch_stats},
