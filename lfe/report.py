@@ -103,6 +103,48 @@ def tau_table(title: str, row_names: list[str], col_names: list[str],
     return Table(title, header, rows, csv_header, csv_rows, note)
 
 
+def elimination_tables(summary: dict, candidates: dict[str, dict]) -> list[Table]:
+    """One row per loss that entered the protocol — ordered by how far it got, then by its last
+    stage's rank — with its accuracy (%) in each stage it was trained in (best in bold).
+    ``candidates[name]`` gives the equation and the search fitness."""
+    stages = summary["stages"]
+    scores = {(s["stage"], r["loss"]): r for s in stages for r in s["ranking"] + s["references"]}
+    order, seen = [], set()
+    for s in reversed(stages):
+        for r in s["ranking"]:
+            if r["loss"] not in seen:
+                seen.add(r["loss"])
+                order.append((r["loss"], False))
+    order += [(r["loss"], True) for r in stages[0]["references"]]
+    best = {s["stage"]: max((r["score"] for r in s["ranking"]), default=None) for s in stages}
+    header = ["rank", "loss", "equation", "search fitness (%)"]
+    header += [f"stage {s['stage']}: phases 1–{s['phases']}, {s['steps']} steps (%)"
+               for s in stages]
+    csv_header = ["rank", "loss", "equation", "search_fitness"]
+    csv_header += [f"stage{s['stage']}_accuracy" for s in stages]
+    rows, csv_rows = [], []
+    for i, (name, is_ref) in enumerate(order):
+        c = candidates.get(name, {})
+        fit = c.get("search_fitness")
+        row = ["ref" if is_ref else str(i + 1), name, f"`{c['equation']}`" if c else "-",
+               "-" if fit is None else f"{100 * fit:.2f}"]
+        raw = ["" if is_ref else i + 1, name, c.get("equation", ""), "" if fit is None else fit]
+        for s in stages:
+            r = scores.get((s["stage"], name))
+            value = None if r is None or not r["values"] else 100 * r["score"]
+            text = "-" if value is None else (
+                f"{value:.2f}" if r["score"] >= 0 else f"{r['statuses']}")
+            if value is not None and not is_ref and r["score"] == best[s["stage"]]:
+                text = f"**{text}**"
+            row.append(text)
+            raw.append("" if value is None else r["score"])
+        rows.append(row)
+        csv_rows.append(raw)
+    note = ("Validation accuracy (best over the run's evaluations; mean over seeds). Each stage "
+            "retrains its entrants from scratch; `ref` rows are trained for comparison only.")
+    return [Table("Elimination protocol", header, rows, csv_header, csv_rows, note)]
+
+
 def to_markdown(table: Table) -> str:
     lines = [f"## {table.title}", "", "| " + " | ".join(table.header) + " |",
              "|" + "---|" * len(table.header)]
