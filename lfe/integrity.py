@@ -1,12 +1,12 @@
-"""The integrity check (paper §3.3, Algorithm 1, with the exact rules of SPEC.md).
+"""The integrity check (paper §3.3, Algorithm 1, with the exact rules of SPEC.md), in NumPy.
 
 For a batch of candidate genomes, in order:
 
-1. structure (host, per genome): reject a cycle in the active graph (``cycle``), or a root from
-   which ``y`` (``missing_y``) or ``yhat`` (``missing_yhat``) cannot be reached;
+1. structure: reject a cycle in the active graph (``cycle``), or a root from which ``y``
+   (``missing_y``) or ``yhat`` (``missing_yhat``) cannot be reached;
 2. the binary phenotype: 1000 points, y = [0, 1], yhat = [p, 1-p] with p = linspace(eps, 1-eps)
    built in float64 then cast to float32; phenotype[i] = loss summed over the two classes, so
-   index 0 is the correct answer. Non-finite → ``non_finite``;
+   index 0 is the correct answer; evaluated in float32. Non-finite → ``non_finite``;
 3. the shape rule on d = diff(phenotype): more than 10 zero steps or all zero → ``plateau``;
    zero steps take the previous sign; more than one sign change → ``multiple_optima``;
    a valley keeps its sign, an inverted valley is flipped, a (weakly) monotone curve is flipped
@@ -16,24 +16,27 @@ For a batch of candidate genomes, in order:
    L2 distance > 0.01 from every phenotype in the archive (``duplicate_phenotype``) and its
    printed equation must differ from every archived one (``duplicate_equation``).
 
-Steps 2–3 and the normalisation run for the whole batch in one jitted call (``analyse``); the
-novelty comparison is one float32 matrix product against the archive with an exact float64
-re-check of the near pairs. The archive can hold every phenotype seen in a run.
+The check runs in the evolution controller, which stays JAX-free (DESIGN.md): everything here is
+NumPy on the genomes' integer arrays. Step 1 is vectorised over the batch, so the ~90% of random
+genomes it rejects cost almost nothing. Step 2 evaluates each distinct sub-expression of the batch
+once (genomes share many), level by level, with one NumPy call per op and level, using the ops'
+NumPy forms exactly as ``lfe.reference`` does per genome, so phenotypes are bit-identical to it.
+Step 3 is vectorised over the distinct phenotypes. Step 4 finds close pairs exactly: the triangle
+inequality on the L2 norms, then a few coordinates, bound which pairs can be within 0.01; only
+those get the float64 distance.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
+import itertools
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from lfe import compile as compile_lib
-from lfe import equation as equation_lib
 from lfe import genome as genome_lib
-from lfe.genome import Genome
+from lfe import ops as ops_lib
+from lfe.equation import _TEXT_INPUTS
+from lfe.genome import N_HIDDEN, N_INPUTS, N_NODES, ROOT, Genome
 from lfe.ops import EPS
 
 N_POINTS = 1000
@@ -61,69 +64,71 @@ def phenotype_inputs(n: int = N_POINTS, p: np.ndarray | None = None
 
 
 def phenotype_of(f, n: int = N_POINTS, p: np.ndarray | None = None) -> np.ndarray:
-    """The raw binary phenotype [n] of any elementwise loss term ``f(y, yhat)``."""
+    """The raw binary phenotype [n] of a JAX elementwise loss term ``f(y, yhat)`` (a shipped
+    closed-form loss, say). Imports JAX, so it is for plotting and the loss library only."""
+    import jax.numpy as jnp  # noqa: PLC0415 — keeps `import lfe.integrity` JAX-free
+
     y, yhat = phenotype_inputs(n, p)
     return np.asarray(jnp.sum(f(jnp.asarray(y), jnp.asarray(yhat)), axis=-1), np.float32)
 
 
-def shape_rule(ph: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Steps 2–3 for one raw phenotype [N]: ``(reason code, sign, normalised flipped curve)``.
+# --------------------------------------------------------------------------- step 1: structure
 
-    Jittable and vmappable; ``reference.shape_rule`` is the same rule written as plain loops.
+def structure(ops: np.ndarray, args: np.ndarray, opset: ops_lib.OpSet
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Step 1 on encoded genomes (``genome.to_arrays``): ``ops [B, 5]``, ``args [B, 5, 2]``.
+
+    Returns ``codes [B]`` (0, or the code of cycle / missing_y / missing_yhat) and ``depth
+    [B, 5]``: for each hidden node and the root, 0 if inactive, else the length of the longest
+    path from it down to an input (meaningful for acyclic genomes only). Node sets are bit masks
+    (bits 0–3 the inputs, 4–7 the hidden nodes), so each step is a few integer array ops.
     """
-    n = ph.shape[0] - 1
-    finite = jnp.all(jnp.isfinite(ph))
-    s = jnp.sign(jnp.diff(ph))
-    zeros = jnp.sum(s == 0)
-    plateau = (zeros > MAX_ZERO_STEPS) | (zeros == n)
-    # Zero steps take the previous step's sign; leading zeros take the first non-zero sign.
-    last_nonzero = jax.lax.cummax(jnp.where(s != 0, jnp.arange(n), -1))
-    first_nonzero = jnp.argmax(s != 0)
-    filled = s[jnp.where(last_nonzero >= 0, last_nonzero, first_nonzero)]
-    changes = jnp.sum(filled[1:] != filled[:-1])
-    first = filled[0]
-    flip = ((changes == 0) & (first < 0)) | ((changes == 1) & (first > 0))
-    sign = jnp.where(flip, -1, 1)
-
-    def near_half(i):
-        return (i >= NEAR_HALF[0]) & (i <= NEAR_HALF[1])
-
-    near = near_half(jnp.argmin(ph)) | near_half(jnp.argmax(ph))
-    code = jnp.select(
-        [~finite, plateau, changes > 1, near],
-        [_CODE["non_finite"], _CODE["plateau"], _CODE["multiple_optima"],
-         _CODE["optimum_near_half"]],
-        _CODE["ok"])
-    curve = jnp.where(finite, sign * ph, 0.0)
-    lo, hi = jnp.min(curve), jnp.max(curve)
-    span = hi - lo
-    normalised = jnp.where(span < FLAT_RANGE, curve, (curve - lo) / jnp.where(span > 0, span, 1))
-    return code, sign, normalised
-
-
-@functools.partial(jax.jit, static_argnames=("op_set",))
-def analyse(ops, args, order, *, op_set: str = "paper"):
-    """Phenotypes, shape rule and normalisation of B encoded genomes in one call.
-
-    Returns ``codes [B]``, ``signs [B]``, ``normalised [B, 1000]``, ``raw [B, 1000]``.
-    """
-    y, yhat = phenotype_inputs()
-    raw = compile_lib.evaluate_batch(ops, args, order, y, yhat, op_set=op_set).sum(-1)
-    codes, signs, normalised = jax.vmap(shape_rule)(raw)
-    return codes, signs, normalised, raw
+    binary = ops >= opset.n_unary
+    masks = (1 << args[..., 0].astype(np.int64)) | np.where(
+        binary, 1 << np.where(binary, args[..., 1], 0).astype(np.int64), 0)
+    reads = [masks[:, s] >> N_INPUTS for s in range(N_NODES)]  # hidden nodes each slot reads
+    bit = [1 << s for s in range(N_HIDDEN)]
+    active = reads[N_HIDDEN].copy()  # hidden nodes reachable from the root
+    for _ in range(N_HIDDEN - 1):
+        for s in range(N_HIDDEN):
+            active |= np.where(active & bit[s], reads[s], 0)
+    on = [(active & bit[s]) != 0 for s in range(N_HIDDEN)]
+    inputs = masks[:, N_HIDDEN] & 0xF
+    reach = []  # hidden nodes reachable from each active hidden node
+    for s in range(N_HIDDEN):
+        inputs |= np.where(on[s], masks[:, s] & 0xF, 0)
+        reach.append(np.where(on[s], reads[s], 0))
+    for _ in range(N_HIDDEN - 1):
+        for s in range(N_HIDDEN):
+            for t in range(N_HIDDEN):
+                reach[s] |= np.where(reach[s] & bit[t], reach[t], 0)
+    cycle = np.zeros(len(ops), bool)
+    for s in range(N_HIDDEN):
+        cycle |= (reach[s] & bit[s]) != 0
+    codes = np.select([cycle, (inputs & (1 << genome_lib.Y)) == 0,
+                       (inputs & (1 << genome_lib.YHAT)) == 0],
+                      [_CODE["cycle"], _CODE["missing_y"], _CODE["missing_yhat"]], 0)
+    depth = np.zeros((N_NODES, len(ops)), np.int64)
+    for _ in range(N_HIDDEN):
+        for s in range(N_HIDDEN + 1):
+            below = np.zeros(len(ops), np.int64)
+            for t in range(N_HIDDEN):
+                below = np.maximum(below, np.where(reads[s] & bit[t], depth[t], 0))
+            depth[s] = np.where(on[s], 1 + below, 0) if s < N_HIDDEN else 1 + below
+    return codes, depth.T
 
 
-def check_term(f) -> tuple[str, int, np.ndarray]:
-    """Steps 2–3 for any per-class term ``f(y, yhat)`` (a closed-form loss, say).
-
-    Returns ``(reason, sign, normalised phenotype)``; reason is "ok" when the shape is accepted.
-    """
-    code, sign, normalised = jax.device_get(jax.jit(shape_rule)(phenotype_of(f)))
-    return REASONS[int(code)], int(sign), np.asarray(normalised, np.float32)
+def encode(genomes: list[Genome]) -> tuple[np.ndarray, np.ndarray]:
+    """``genome.to_arrays`` for a list of genomes, flattened in one pass (it is on the hot path)."""
+    flat = np.fromiter(itertools.chain.from_iterable(
+        g.ops + g.args[0] + g.args[1] + g.args[2] + g.args[3] + g.args[4] for g in genomes),
+        np.int64, len(genomes) * 3 * N_NODES).reshape(len(genomes), 3 * N_NODES)
+    return flat[:, :N_NODES], flat[:, N_NODES:].reshape(len(genomes), N_NODES, 2)
 
 
 def structural_reason(g: Genome) -> str | None:
-    """Step 1 for one genome: ``cycle``, ``missing_y``, ``missing_yhat`` or None."""
+    """Step 1 for one genome, as the authors' code does it (a graph walk): ``cycle``,
+    ``missing_y``, ``missing_yhat`` or None."""
     if genome_lib.has_cycle(g):
         return "cycle"
     inputs = genome_lib.used_inputs(g)
@@ -134,6 +139,201 @@ def structural_reason(g: Genome) -> str | None:
     return None
 
 
+# --------------------------------------------------------------------------- step 2: phenotypes
+
+@dataclasses.dataclass(frozen=True)
+class Expressions:
+    """The distinct expressions of a batch, as a table of nodes (plain arrays).
+
+    Node ``i`` is input ``i`` for i < 4, else op ``op[i]`` applied to nodes ``first[i]`` (and
+    ``second[i]``, -1 for unary ops). ``values [n, 2000]`` holds each node's output at the
+    phenotype points, class 0 then class 1. Genome ``g``'s loss is node ``root[g]``.
+    """
+
+    op: np.ndarray
+    first: np.ndarray
+    second: np.ndarray
+    values: np.ndarray
+    root: np.ndarray
+
+    def phenotypes(self, nodes: np.ndarray) -> np.ndarray:
+        """Raw phenotypes ``[len(nodes), 1000]``: the sum over the two classes."""
+        v = self.values[nodes]
+        return v[:, :N_POINTS] + v[:, N_POINTS:]
+
+    def text(self, node: int, opset: ops_lib.OpSet, memo: dict[int, str]) -> str:
+        """The inline equation of a node, as ``equation.text`` prints it (tested equal)."""
+        if node < N_INPUTS:
+            return _TEXT_INPUTS[node]
+        if node not in memo:
+            a = self.text(int(self.first[node]), opset, memo)
+            b = self.text(int(self.second[node]), opset, memo) if self.second[node] >= 0 else ""
+            memo[node] = opset.ops[int(self.op[node])].text.format(a=a, b=b)
+        return memo[node]
+
+
+def evaluate(ops: np.ndarray, args: np.ndarray, depth: np.ndarray, opset: ops_lib.OpSet
+             ) -> Expressions:
+    """Evaluates L acyclic encoded genomes, each distinct expression once.
+
+    Nodes are evaluated level by level (``depth`` from ``structure``); a node's key is its op and
+    the ids of its arguments, so equal sub-expressions of different genomes get one id and one
+    computation: one NumPy call per op and level, with the ops' NumPy forms in float32 exactly
+    as ``reference.phenotype`` calls them, so values are bit-identical to it.
+    """
+    y, yhat = phenotype_inputs()
+    n = len(ops)
+    values = np.empty((N_INPUTS + N_NODES * n, 2 * N_POINTS), np.float32)
+    values[:N_INPUTS] = np.stack([y, yhat, np.ones_like(y), -np.ones_like(y)]).transpose(
+        0, 2, 1).reshape(N_INPUTS, -1)
+    node_op, node_first, node_second = [np.full(N_INPUTS, -1)], [np.full(N_INPUTS, -1)], \
+        [np.full(N_INPUTS, -1)]
+    size = N_INPUTS
+    ids = np.zeros((n, ROOT + 1), np.int64)
+    ids[:, :N_INPUTS] = np.arange(N_INPUTS)
+    unary = ops < opset.n_unary
+    with np.errstate(all="ignore"):
+        for level in range(1, N_NODES + 1):
+            g, s = np.nonzero(depth == level)
+            if len(g) == 0:
+                continue
+            first = ids[g, args[g, s, 0]]
+            second = np.where(unary[g, s], -1, ids[g, np.maximum(args[g, s, 1], 0)])
+            span = size + 1
+            keys = (ops[g, s] * span + first) * (span + 1) + second + 1
+            unique, where = np.unique(keys, return_inverse=True)  # sorted by op first
+            u_second = unique % (span + 1) - 1
+            u_first = unique // (span + 1) % span
+            u_op = unique // (span + 1) // span
+            bounds = np.flatnonzero(np.diff(u_op)) + 1
+            for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(unique)], strict=True):
+                o = int(u_op[lo])
+                fn = opset.ops[o].np_fn
+                a = values[u_first[lo:hi]]
+                values[size + lo: size + hi] = (fn(a) if o < opset.n_unary
+                                                else fn(a, values[u_second[lo:hi]]))
+            ids[g, N_INPUTS + s] = size + where
+            node_op.append(u_op)
+            node_first.append(u_first)
+            node_second.append(u_second)
+            size += len(unique)
+    return Expressions(np.concatenate(node_op), np.concatenate(node_first),
+                       np.concatenate(node_second), values[:size], ids[:, ROOT])
+
+
+# --------------------------------------------------------------------------- step 3: shape rule
+
+def shape_rules(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Step 2's finiteness test and step 3 for phenotypes ``[U, N]``: ``(codes [U], signs [U])``.
+
+    Codes are 0 ("ok") or those of non_finite / plateau / multiple_optima / optimum_near_half;
+    signs are +1, or -1 when the curve is flipped. ``reference.shape_rule`` is the same rule
+    written as a loop over one curve.
+    """
+    n = raw.shape[1] - 1
+    finite = np.isfinite(raw).all(1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        d = np.diff(raw, axis=1)
+    up = d > 0
+    nonzero = up | (d < 0)
+    zeros = n - nonzero.sum(1)
+    plateau = (zeros > MAX_ZERO_STEPS) | (zeros == n)
+    # Zero steps take the previous step's sign (leading ones the first non-zero sign); only
+    # the few curves with 1..10 zero steps need the fill.
+    filled = up
+    gaps = np.nonzero((zeros > 0) & ~plateau)[0]
+    if len(gaps):
+        last = np.maximum.accumulate(np.where(nonzero[gaps], np.arange(n), -1), axis=1)
+        last = np.where(last < 0, np.argmax(nonzero[gaps], axis=1)[:, None], last)
+        filled = up.copy()
+        filled[gaps] = np.take_along_axis(up[gaps], last, axis=1)
+    changes = (filled[:, 1:] != filled[:, :-1]).sum(1)
+    rising = filled[:, 0]
+    flip = ((changes == 0) & ~rising) | ((changes == 1) & rising)
+    signs = np.where(flip, -1, 1)
+    lo, hi = NEAR_HALF
+    low, high = np.argmin(raw, axis=1), np.argmax(raw, axis=1)
+    near = ((low >= lo) & (low <= hi)) | ((high >= lo) & (high <= hi))
+    codes = np.select([~finite, plateau, changes > 1, near],
+                      [_CODE["non_finite"], _CODE["plateau"], _CODE["multiple_optima"],
+                       _CODE["optimum_near_half"]], 0)
+    return codes.astype(np.int64), signs.astype(np.int64)
+
+
+def normalise(raw: np.ndarray, signs: np.ndarray) -> np.ndarray:
+    """Step 4's curves ``[U, N]`` float32: ``sign * raw`` min–max scaled to [0, 1], left as is
+    when max − min < 1e-4 (computed as ``reference.normalise`` does, bit for bit)."""
+    curve = raw * signs[:, None].astype(np.float32)
+    lo, hi = curve.min(1), curve.max(1)
+    span = hi.astype(np.float64) - lo.astype(np.float64)
+    flat = span < FLAT_RANGE
+    scaled = (curve - lo[:, None]) / np.where(flat, 1.0, span).astype(np.float32)[:, None]
+    return np.where(flat[:, None], curve, scaled)
+
+
+def shape_rule(ph: np.ndarray) -> tuple[str, int, np.ndarray]:
+    """Steps 2–3 for one raw phenotype [N]: ``(reason, sign, normalised curve)``."""
+    ph = np.asarray(ph, np.float32)[None]
+    codes, signs = shape_rules(ph)
+    return REASONS[int(codes[0])], int(signs[0]), normalise(ph, signs)[0]
+
+
+def check_term(f) -> tuple[str, int, np.ndarray]:
+    """Steps 2–3 for any JAX per-class term ``f(y, yhat)`` (a closed-form loss, say).
+
+    Returns ``(reason, sign, normalised phenotype)``; reason is "ok" when the shape is accepted.
+    """
+    return shape_rule(phenotype_of(f))
+
+
+# --------------------------------------------------------------------------- step 4: novelty
+
+def near_pairs(queries: np.ndarray, keys: np.ndarray, threshold: float = NOVELTY_THRESHOLD,
+               *, key_norms: np.ndarray | None = None, order: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """All ``(i, j)`` with ``|queries[i] - keys[j]|_2 <= threshold``, decided in float64.
+
+    Exact, without comparing every pair: ``| |q| - |k| | <= |q - k|`` (so only keys whose norm is
+    within ``threshold`` of the query's can match, found by binary search in the norm-sorted
+    keys), and the distance over a few coordinates is a lower bound of the full one.
+    ``key_norms`` / ``order`` (norms and their argsort) may be passed in when cached.
+    """
+    empty = np.zeros(0, np.int64)
+    if len(queries) == 0 or len(keys) == 0:
+        return empty, empty
+    if key_norms is None:
+        key_norms = np.sqrt(np.einsum("ij,ij->i", keys, keys, dtype=np.float64))
+    if order is None:
+        order = np.argsort(key_norms, kind="stable")
+    q_norms = np.sqrt(np.einsum("ij,ij->i", queries, queries, dtype=np.float64))
+    slack = threshold * (1 + 1e-6) + 1e-9  # float64 norm error is ~1e-13 here
+    sorted_norms = key_norms[order]
+    start = np.searchsorted(sorted_norms, q_norms - slack, "left")
+    stop = np.searchsorted(sorted_norms, q_norms + slack, "right")
+    counts = stop - start
+    if counts.sum() == 0:
+        return empty, empty
+    i = np.repeat(np.arange(len(queries)), counts)
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    j = order[np.repeat(start, counts) + offsets]
+    probe = slice(None, None, 16)  # a sub-vector's distance is a lower bound of the full one
+    partial = queries[:, probe][i].astype(np.float64) - keys[:, probe][j]
+    keep = np.einsum("ij,ij->i", partial, partial) <= slack ** 2
+    i, j = i[keep], j[keep]
+    near = np.zeros(len(i), bool)
+    limit = threshold ** 2
+    for lo in range(0, len(i), 2048):  # bounded memory for clusters of equal curves
+        part = slice(lo, lo + 2048)
+        diff = queries[i[part]] - keys[j[part]]  # float32: decides all but borderline pairs
+        d2 = np.einsum("ij,ij->i", diff, diff, dtype=np.float64)
+        near[part] = d2 <= limit * (1 - 1e-4)
+        unsure = np.nonzero(np.abs(d2 - limit) <= limit * 1e-4)[0] + lo
+        for u in unsure.tolist():  # exactly as the reference decides: float64 difference
+            d = queries[i[u]].astype(np.float64) - keys[j[u]].astype(np.float64)
+            near[u] = np.sqrt(np.dot(d, d)) <= threshold
+    return i[near], j[near]
+
+
 class Archive:
     """Every normalised phenotype and equation seen, for the novelty rule.
 
@@ -142,8 +342,9 @@ class Archive:
 
     def __init__(self, n_points: int = N_POINTS):
         self._data = np.zeros((0, n_points), np.float32)
-        self._sq = np.zeros((0,), np.float32)
+        self._norms = np.zeros((0,), np.float64)
         self._size = 0
+        self._order: np.ndarray | None = None  # argsort of the norms, rebuilt after adds
         self.equations: set[str] = set()
 
     def __len__(self) -> int:
@@ -153,41 +354,38 @@ class Archive:
     def phenotypes(self) -> np.ndarray:
         return self._data[: self._size]
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the phenotype store (its capacity, not just the used rows)."""
+        return self._data.nbytes + self._norms.nbytes
+
     def add(self, phenotype: np.ndarray, equation: str) -> None:
         if self._size == len(self._data):
             grown = np.zeros((max(64, 2 * len(self._data)), self._data.shape[1]), np.float32)
             grown[: self._size] = self._data[: self._size]
-            sq = np.zeros(len(grown), np.float32)
-            sq[: self._size] = self._sq[: self._size]
-            self._data, self._sq = grown, sq
+            norms = np.zeros(len(grown), np.float64)
+            norms[: self._size] = self._norms[: self._size]
+            self._data, self._norms = grown, norms
         self._data[self._size] = phenotype
-        self._sq[self._size] = float(np.dot(phenotype.astype(np.float64), phenotype))
+        self._norms[self._size] = np.sqrt(np.dot(self._data[self._size].astype(np.float64),
+                                                 self._data[self._size]))
         self._size += 1
+        self._order = None
         self.equations.add(equation)
 
     def near(self, phenotypes: np.ndarray, threshold: float = NOVELTY_THRESHOLD) -> np.ndarray:
         """``bool [B]``: whether each phenotype lies within L2 ``threshold`` of an archived one."""
-        return near_any(phenotypes, self.phenotypes, self._sq[: self._size], threshold)
-
-
-def near_any(queries: np.ndarray, keys: np.ndarray, key_sq: np.ndarray,
-             threshold: float) -> np.ndarray:
-    """For each query row, is some key row within L2 ``threshold``? (exact in float64)."""
-    out = np.zeros(len(queries), bool)
-    if len(keys) == 0 or len(queries) == 0:
+        norms = self._norms[: self._size]
+        if self._order is None:
+            self._order = np.argsort(norms, kind="stable")
+        i, _ = near_pairs(phenotypes, self.phenotypes, threshold, key_norms=norms,
+                          order=self._order)
+        out = np.zeros(len(phenotypes), bool)
+        out[i] = True
         return out
-    q_sq = np.einsum("ij,ij->i", queries, queries, dtype=np.float64)
-    approx = q_sq[:, None] + key_sq[None, :] - 2.0 * (queries @ keys.T)
-    # float32 products carry an error of order 1e-6 * (|q|^2 + |k|^2): screen with a margin,
-    # then decide the screened pairs exactly.
-    margin = 1e-5 * (q_sq[:, None] + key_sq[None, :]) + 1e-6
-    for i, j in zip(*np.nonzero(approx <= threshold ** 2 + margin), strict=True):
-        if out[i]:
-            continue
-        diff = queries[i].astype(np.float64) - keys[j].astype(np.float64)
-        out[i] = float(np.sqrt(np.dot(diff, diff))) <= threshold
-    return out
 
+
+# --------------------------------------------------------------------------- the check
 
 @dataclasses.dataclass(frozen=True)
 class Verdict:
@@ -196,13 +394,12 @@ class Verdict:
     ok: bool
     reason: str  # "ok" or the first rule that rejected it
     sign: int  # +1, or -1 when the loss is the negated graph
-    equation: str
-    phenotype: np.ndarray | None  # normalised, flipped; None when step 1 rejected it
+    equation: str  # the printed equation; "" when rejected before step 4
+    phenotype: np.ndarray | None  # normalised, flipped; None when rejected before step 4
 
 
-def _bucket(n: int) -> int:
-    """Batch sizes are padded to powers of two (at least 8) so the jitted call rarely retraces."""
-    return max(8, 1 << (n - 1).bit_length())
+_REJECTED = {r: Verdict(False, r, 1, "", None) for r in REASONS[1:]}
+_CHUNK = 4096  # genomes evaluated at once: bounds the value table (~300 MB at most)
 
 
 def check_batch(genomes: list[Genome], archive: Archive, *, commit: bool = False,
@@ -221,45 +418,62 @@ def check_batch(genomes: list[Genome], archive: Archive, *, commit: bool = False
     op_sets = {g.op_set for g in genomes}
     if len(op_sets) != 1:
         raise ValueError(f"check_batch needs one op set per batch, got {sorted(op_sets)}")
-    structural = [structural_reason(g) for g in genomes]
-    live = [i for i, r in enumerate(structural) if r is None]
-    verdicts: list[Verdict | None] = [None] * len(genomes)
-    for i, r in enumerate(structural):
-        if r is not None:
-            verdicts[i] = Verdict(False, r, 1, "", None)
-    if live:
-        enc = compile_lib.encode([genomes[i] for i in live])
-        pad = _bucket(len(live)) - len(live)
-        enc = {k: np.concatenate([v, np.repeat(v[:1], pad, 0)]) for k, v in enc.items()}
-        codes, signs, normalised, _ = jax.device_get(analyse(**enc, op_set=op_sets.pop()))
-        normalised = np.asarray(normalised, np.float32)
-        in_archive = archive.near(normalised[: len(live)])
-        batch_keys: list[int] = []  # rows of `normalised` accepted so far (commit=True)
-        for row, i in enumerate(live):
-            eq = equation_lib.text(genomes[i])
-            reason = REASONS[int(codes[row])]
-            if reason == "ok":
-                reason = _novelty_reason(eq, normalised, row, in_archive[row], archive,
-                                         batch_keys)
-            verdicts[i] = Verdict(reason == "ok", reason, int(signs[row]), eq, normalised[row])
-            if commit and reason == "ok" and (max_commit is None or len(batch_keys) < max_commit):
-                archive.add(normalised[row], eq)
-                batch_keys.append(row)
-    return verdicts  # type: ignore[return-value]
+    opset = ops_lib.get_op_set(op_sets.pop())
+    ops, args = encode(genomes)
+    codes, depth = structure(ops, args, opset)
+    verdicts: list[Verdict] = [_REJECTED[REASONS[c]] if c else None for c in codes.tolist()]
+    live = np.nonzero(codes == 0)[0]
+    budget = [np.inf if max_commit is None else max_commit] if commit else [0]
+    for start in range(0, len(live), _CHUNK):
+        chunk = live[start: start + _CHUNK]
+        _check_live(chunk, evaluate(ops[chunk], args[chunk], depth[chunk], opset), opset,
+                    archive, budget, verdicts)
+    return verdicts
 
 
-def _novelty_reason(eq: str, normalised: np.ndarray, row: int, in_archive: bool,
-                    archive: Archive, batch_keys: list[int]) -> str:
-    if eq in archive.equations:
-        return "duplicate_equation"
-    if in_archive:
-        return "duplicate_phenotype"
-    if batch_keys:
-        keys = normalised[batch_keys]
-        sq = np.einsum("ij,ij->i", keys, keys, dtype=np.float64)
-        if near_any(normalised[row: row + 1], keys, sq, NOVELTY_THRESHOLD)[0]:
-            return "duplicate_phenotype"
-    return "ok"
+def _check_live(chunk: np.ndarray, expr: Expressions, opset: ops_lib.OpSet, archive: Archive,
+                budget: list, verdicts: list) -> None:
+    """Steps 2–4 for the structurally valid genomes ``chunk`` (batch indices), whose
+    expressions are ``expr``; fills ``verdicts`` and commits up to ``budget[0]`` accepted ones
+    to ``archive`` (in batch order)."""
+    roots, which = np.unique(expr.root, return_inverse=True)  # distinct losses
+    raw = expr.phenotypes(roots)
+    codes, signs = shape_rules(raw)
+    shaped = np.nonzero(codes == 0)[0]
+    curves = normalise(raw[shaped], signs[shaped])
+    # Different expressions can have equal curves: novelty is judged per distinct curve.
+    distinct: dict[bytes, int] = {}
+    curve_of = np.full(len(roots), -1)
+    curve_of[shaped] = [distinct.setdefault(c.tobytes(), len(distinct)) for c in curves]
+    first = np.zeros(len(distinct), np.int64)
+    first[curve_of[shaped][::-1]] = np.arange(len(shaped))[::-1]
+    in_archive = archive.near(curves[first])
+    close: dict[int, list[int]] = {}  # distinct curves within 0.01 of each other
+    if budget[0] > 0:
+        for a, b in zip(*(x.tolist() for x in near_pairs(curves[first], curves[first])),
+                        strict=True):
+            if a != b:
+                close.setdefault(a, []).append(b)
+    memo: dict[int, str] = {}
+    committed: set[int] = set()
+    for i, r in zip(chunk.tolist(), which.tolist(), strict=True):
+        if codes[r]:
+            verdicts[i] = _REJECTED[REASONS[codes[r]]]
+            continue
+        c = int(curve_of[r])
+        eq = expr.text(int(roots[r]), opset, memo)
+        if eq in archive.equations:
+            reason = "duplicate_equation"
+        elif in_archive[c] or c in committed or not committed.isdisjoint(close.get(c, ())):
+            reason = "duplicate_phenotype"
+        else:
+            reason = "ok"
+        curve = curves[first[c]]
+        verdicts[i] = Verdict(reason == "ok", reason, int(signs[r]), eq, curve)
+        if reason == "ok" and budget[0] > 0:
+            archive.add(curve, eq)
+            committed.add(c)
+            budget[0] -= 1
 
 
 def sample_valid(rng: np.random.Generator, n: int, archive: Archive, *, op_set: str = "paper",

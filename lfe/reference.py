@@ -2,8 +2,9 @@
 
 One genome at a time: its phenotype is computed in NumPy (float32, the ops' NumPy forms), the
 shape rule is a plain loop over the differences, and novelty is compared with each archived
-phenotype one by one. It is independent of ``lfe.compile``/``lfe.integrity`` (no JAX), so tests
-use it to cross-check the batched check, and ``bench/`` uses it as the speed baseline.
+phenotype one by one. It shares only the rule constants and the per-genome graph walk of step 1
+with ``lfe.integrity`` (none of its batched machinery), so tests use it to cross-check the batched
+check, and ``bench/integrity.py`` uses it as the speed baseline.
 """
 
 from __future__ import annotations
