@@ -1,0 +1,1 @@
+"""Benchmarks: one command per benchmark, each appending its section to BENCHMARKS.md."""

@@ -1,0 +1,34 @@
+import os
+
+from bench import common
+
+
+def test_table_formats_numbers_and_rows():
+    t = common.table(["name", "rate"], [["a", 1234.5], ["b", 0.012345], ["c", 7]])
+    assert t.splitlines() == ["| name | rate |", "|---|---|", "| a | 1,234 |", "| b | 0.0123 |",
+                              "| c | 7 |"]
+
+
+def test_spread_is_median_and_range():
+    assert common.spread([3.0, 1.0, 2.0]) == "2 (1–3)"
+    assert common.spread([1.0, 2.0]) == "1.5 (1–2)"
+
+
+def test_machine_describes_cpu_versions_and_revision():
+    info = common.machine()
+    for key in ("cpu", "cores", "ram", "numpy", "jax", "revision", "date"):
+        assert info[key]
+
+
+def test_write_section_appends_then_replaces_in_place(tmp_path):
+    path = os.path.join(tmp_path, "BENCHMARKS.md")
+    info = dict(common.machine(), revision="abc", date="today")
+    common.write_section("one", "First", "body 1", path=path, info=info)
+    common.write_section("two", "Second", "body 2", path=path, info=info)
+    common.write_section("one", "First", "body 1b", path=path, info=dict(info, revision="def"))
+    text = open(path).read()
+    assert text.startswith(common.TITLE)
+    assert text.count("<!-- machine -->") == 1 and "revision: def" in text
+    assert "body 1b" in text and "body 1\n" not in text and "body 2" in text
+    assert text.index("## First") < text.index("## Second")  # replaced where it was
+    assert "Command: `python" in text
