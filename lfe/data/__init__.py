@@ -5,6 +5,7 @@
         x = data.preprocess(rng, batch["image"], train=True, cfg=data.PRESETS["unit"])
 """
 
+from lfe.data import randaugment  # the module (importing it registers the op)
 from lfe.data.augment import (
     OPS,
     PRESETS,
@@ -20,6 +21,7 @@ from lfe.data.augment import (
     preprocess,
     preprocess_batch,
     random_crop,
+    random_square_crop,
     register_op,
     resize,
     resize_then_crop,
@@ -54,7 +56,8 @@ __all__ = [
     "crop_at", "cutmix", "cutout", "epoch_permutation", "eval_batches", "find_cifar10_dir",
     "flip_left_right", "from_arrays", "get_op", "holdout_split", "load", "load_cifar10",
     "load_npz", "load_tfds", "make_preprocess_fn", "normalize", "num_eval_batches", "parse_steps",
-    "prefetch", "preprocess", "preprocess_batch", "random_crop", "read_cifar10_binary",
+    "prefetch", "preprocess", "preprocess_batch", "random_crop", "random_square_crop",
+    "randaugment", "read_cifar10_binary",
     "register_op", "register_source", "resize", "resize_images", "resize_then_crop",
     "smooth_labels", "steps_per_epoch", "train_batches",
 ]

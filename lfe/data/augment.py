@@ -19,6 +19,7 @@ ResNet9V2), "effnet" (x-127.5)/128, "mean_std" CIFAR per-channel mean/std.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -116,6 +117,37 @@ def resize_then_crop(
 ) -> jax.Array:
     """Upscales to `resize_to` and random-crops `size` (App. D WideResNet: 40x40 -> 32x32)."""
     return random_crop(rng, resize(rng, images, size=resize_to), pad=0, size=size)
+
+
+def _crop_and_resize(image: jax.Array, box: jax.Array, size: int, method: str) -> jax.Array:
+    """Resizes the window box = (top, left, side) of one [H, W, C] image to size x size."""
+    scale = size / box[2]
+    return jax.image.scale_and_translate(
+        image, (size, size, image.shape[-1]), (0, 1), jnp.stack([scale, scale]),
+        -box[:2] * scale, method=method, antialias=True)
+
+
+@register_op("random_square_crop")
+def random_square_crop(
+    rng: jax.Array, images: jax.Array, *, size: int, area_min: float = 0.05,
+    method: str = "bilinear",
+) -> jax.Array:
+    """Random square crop of each image, resized to size x size (EffNetV2's training crop).
+
+    EfficientNetV2's `preprocess_for_train` crops with `tf.image.sample_distorted_bounding_box`
+    (area fraction uniform in [0.05, 1], aspect ratio in [3/4, 4/3]) and resizes; with the
+    aspect ratio fixed to 1 (SPEC: "random square crop") no attempt is rejected: the side is
+    sqrt(area * H * W), at most min(H, W), rounded to whole pixels, and the offset is uniform.
+    """
+    batch, height, width, _ = images.shape
+    k_area, k_y, k_x = jax.random.split(rng, 3)
+    area = jax.random.uniform(k_area, (batch,), minval=area_min, maxval=1.0)
+    side = jnp.clip(jnp.round(jnp.sqrt(area * height * width)), 1, min(height, width))
+    top = jnp.floor(jax.random.uniform(k_y, (batch,)) * (height - side + 1))
+    left = jnp.floor(jax.random.uniform(k_x, (batch,)) * (width - side + 1))
+    boxes = jnp.stack([top, left, side], axis=1)
+    resize_one = functools.partial(_crop_and_resize, size=int(size), method=method)
+    return jax.vmap(resize_one)(images, boxes).astype(images.dtype)
 
 
 @register_op("flip_left_right")
@@ -300,4 +332,11 @@ PRESETS: dict[str, dict[str, list[Any]]] = {
         "train": [("normalize", {"mode": "mean_std"}), ("random_crop", {"pad": 4,
                   "mode": "reflect"}), "flip_left_right", ("cutmix", {"alpha": 1.0})],
         "eval": [("normalize", {"mode": "mean_std"})]},
+    # EffNetV2-S (SPEC; phase 1 of Table 12: 128 px, magnitude 5). Progressive phases rewrite
+    # the size of random_square_crop / resize and the magnitude of randaugment.
+    "effnetv2": {
+        "train": [("random_square_crop", {"size": 128}),
+                  ("randaugment", {"num_layers": 2, "magnitude": 5.0}),
+                  ("normalize", {"mode": "effnet"})],
+        "eval": [("resize", {"size": 128}), ("normalize", {"mode": "effnet"})]},
 }
