@@ -24,7 +24,7 @@ import os
 
 import ml_collections
 
-from lfe import stats
+from lfe import cells, stats
 
 BASELINE = "cross_entropy"
 P_TITLES = {"greater": "p (> CE, one-sided)", "two-sided": "p (two-sided)"}
@@ -143,6 +143,96 @@ def elimination_tables(summary: dict, candidates: dict[str, dict]) -> list[Table
     note = ("Validation accuracy (best over the run's evaluations; mean over seeds). Each stage "
             "retrains its entrants from scratch; `ref` rows are trained for comparison only.")
     return [Table("Elimination protocol", header, rows, csv_header, csv_rows, note)]
+
+
+def _label(setting: dict, axes) -> str:
+    return " / ".join(str(setting[a]) for a in axes)
+
+
+def ordered(labels, preferred=()) -> list[str]:
+    """``labels`` deduplicated: those in ``preferred`` first, in its order, then the rest with
+    numbers in numeric order (config mappings iterate in sorted key order, so the layout says
+    which order the paper's columns have)."""
+    preferred = list(preferred)
+    unique = list(dict.fromkeys(labels))
+
+    def key(label: str):
+        if label in preferred:
+            return (0, preferred.index(label), 0, "")
+        return (1, 0, int(label) if label.isdigit() else 1 << 30, label)
+
+    return sorted(unique, key=key)
+
+
+def _values(records: list[dict], final: bool) -> tuple[list[str], dict[str, dict[str, list]]]:
+    """(losses in table order, setting -> loss -> accuracies in %)."""
+    order = sorted({(r.get("loss_index", 0), r["loss"]) for r in records})
+    values: dict[str, dict[str, list]] = {}
+    for r in sorted(records, key=lambda r: r["seed"]):
+        values.setdefault(r["setting"], {}).setdefault(r["loss"], []).append(
+            100 * cells.accuracy(r, final=final))
+    return [name for _, name in order], values
+
+
+def transfer_tables(records: list[dict], config: dict) -> list[Table]:
+    """Tables 8–11 (``layout.kind: loss``) or Table 3 (``layout.kind: tau``) from transfer
+    cells; ``config`` is the transfer config as plain data (its ``config.json``)."""
+    final = config.get("metric", "final") == "final"
+    names, values = _values(records, final)
+    settings, layout = config["settings"], config["layout"]
+    split_name = "test" if any(s.get("eval_split") == "test" for s in settings.values()) \
+        else "validation"
+    what = f"{'final' if final else 'best'} {split_name} accuracy (%)"
+    if layout["kind"] == "tau":
+        return [_tau_from_settings(config, names, values)]
+    split, order = list(layout.get("split") or ()), layout.get("order") or ()
+    groups: dict[str, list[str]] = {}
+    for name, st in settings.items():
+        groups.setdefault(_label(st, split), []).append(name)
+    tables = []
+    for group in ordered(groups, order):
+        members = groups[group]
+        col_axes = list(layout.get("columns") or ())
+        col_axes += [a for a in ("architecture", "dataset", "augmentation")
+                     if a not in split + col_axes
+                     and len({settings[m][a] for m in members}) > 1]
+        titles = {m: _label(settings[m], col_axes) or m for m in members}
+        columns = {titles[m]: values.get(m, {})
+                   for m in sorted(members, key=lambda m: ordered(titles.values(), order)
+                                   .index(titles[m]))}
+        title = f"{config['title']}: {group}" if group else config["title"]
+        tables.append(loss_table(
+            title, names, columns, p_values=tuple(config.get("p_values") or ()),
+            paper=config.get("paper") or {},
+            note=f"Mean ± std of the {what} over seeds; p: Welch's t-test vs cross-entropy."))
+    return tables
+
+
+def _tau_from_settings(config: dict, names: list[str], values: dict) -> Table:
+    settings, layout, ref = config["settings"], config["layout"], config["reference"]
+    if ref not in settings:
+        raise ValueError(f"reference setting {ref!r} is not among the settings: "
+                         + ", ".join(settings))
+
+    def means(setting: str) -> dict[str, float]:
+        return {n: stats.summarize(v).mean for n, v in values.get(setting, {}).items() if v}
+
+    reference = means(ref)
+    rows, cols, taus = [], [], {}
+    for name, st in settings.items():
+        if name == ref:
+            continue
+        r, c = _label(st, layout["rows"]) or name, _label(st, layout["columns"]) or "τ"
+        rows += [r] if r not in rows else []
+        cols += [c] if c not in cols else []
+        mine = means(name)
+        common = [n for n in names if n in mine and n in reference]
+        tau, p = stats.kendall_tau([mine[n] for n in common], [reference[n] for n in common])
+        taus[(r, c)] = (tau, p, len(common))
+    rows, cols = ordered(rows, layout.get("order") or ()), ordered(cols, layout.get("order") or ())
+    note = (f"Kendall's τ-b between each setting's ranking of the losses (mean over seeds) and "
+            f"the ranking under `{ref}`; n = losses ranked, p two-sided.")
+    return tau_table(config["title"], rows, cols, taus, note)
 
 
 def to_markdown(table: Table) -> str:
