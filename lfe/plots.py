@@ -91,3 +91,30 @@ def plot_evolution(rows: list[dict], path: str, *,
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title("Regularized evolution")
     return _finish(fig, ax, path, legend=bool(rows) or ce_band is not None)
+
+
+def plot_elimination(stages: list[dict], path: str) -> str:
+    """The elimination protocol: each loss's validation accuracy per stage it was trained in.
+
+    ``stages``: ``elimination.json``'s stages (``ranking`` rows with ``loss`` and ``score``;
+    ``references`` drawn dashed). A line ends at the stage where the loss was eliminated.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    lines: dict[tuple[str, bool], list[tuple[int, float]]] = {}
+    for s in stages:
+        for ref, rows in ((False, s["ranking"]), (True, s.get("references", []))):
+            for r in rows:
+                if r["score"] >= 0:
+                    lines.setdefault((r["loss"], ref), []).append((s["stage"], 100 * r["score"]))
+    last = stages[-1]["stage"] if stages else 0
+    for (name, ref), points in lines.items():
+        xs, ys = zip(*points, strict=True)
+        finalist = xs[-1] == last
+        ax.plot(xs, ys, "--" if ref else "-", marker="o", markersize=3,
+                linewidth=1.4 if finalist or ref else 0.6, alpha=1.0 if finalist or ref else 0.4,
+                color="grey" if ref else None, label=name if finalist or ref else None)
+    ax.set_xticks([s["stage"] for s in stages])
+    ax.set_xlabel("stage (trained on phases 1..k)")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title("Loss function elimination protocol")
+    return _finish(fig, ax, path, legend=any(lines))

@@ -24,7 +24,7 @@ import os
 
 import ml_collections
 
-from lfe import cells, stats
+from lfe import cells, fileio, plots, stats
 
 BASELINE = "cross_entropy"
 P_TITLES = {"greater": "p (> CE, one-sided)", "two-sided": "p (two-sided)"}
@@ -265,6 +265,124 @@ def write_tables(tables: list[Table], directory: str, stem: str, heading: str = 
         with open(paths[-1], "w", newline="") as f:
             f.write(to_csv(table))
     return paths
+
+
+def _evolution_report(source: str, out: str, name: str) -> list[str]:
+    """Figure 4, Figures 2–3 of the 3 best genomes, and the best genomes' table."""
+    from lfe import evolution, rundir
+    from lfe import genome as genome_lib
+    from lfe import losses as losses_lib
+
+    state = rundir.load_state(source)
+    if state is None:
+        return []
+    config = fileio.read_json(os.path.join(source, "config.json"))
+    band = tuple(config.get("ce_band") or ()) or None
+    files = [plots.plot_evolution(evolution.history(state),
+                                  os.path.join(out, f"{name}_figure4.png"), ce_band=band)]
+    top = evolution.best(state, int(config.get("top_k") or 10))
+    chosen = [losses_lib.get(BASELINE)] + [
+        losses_lib.from_genome(genome_lib.from_dict(b["genome"]), b["sign"],
+                               name=f"cand{b['id']} ({100 * b['fitness']:.1f}%)")
+        for b in top[:3]]
+    files += plots.write_figures(chosen, out, prefix=f"{name}_best_")
+    rows = [[str(i + 1), f"cand{b['id']}", b["stage"], f"{100 * b['fitness']:.2f}",
+             f"`{b['equation']}`"] for i, b in enumerate(top)]
+    raw = [[i + 1, f"cand{b['id']}", b["stage"], b["fitness"], b["equation"]]
+           for i, b in enumerate(top)]
+    summary = evolution.summary(state)
+    note = (f"{summary['iterations']} iterations, {summary['evaluated']} evaluations, "
+            f"{summary['successful_children']} successful children.")
+    table = Table("Best genomes of the search", ["rank", "loss", "stage", "fitness (%)",
+                                                 "equation"], rows,
+                  ["rank", "loss", "stage", "fitness", "equation"], raw, note)
+    return files + write_tables([table], out, name)
+
+
+def _elimination_report(source: str, out: str, name: str) -> list[str]:
+    """The stage table, the per-stage figure and Figures 2–3 for the finalists."""
+    from lfe import losses as losses_lib
+
+    path = os.path.join(source, "elimination.json")
+    if not os.path.exists(path):
+        return []
+    summary = fileio.read_json(path)
+    candidates = {c["name"]: c for c in fileio.read_json(os.path.join(source,
+                                                                      "candidates.json"))}
+    files = write_tables(elimination_tables(summary, candidates), out, name)
+    files.append(plots.plot_elimination(summary["stages"], os.path.join(out, f"{name}.png")))
+    finalists = [losses_lib.resolve(os.path.join(source, f["path"]))
+                 for f in summary.get("finalists", [])]
+    if finalists:
+        files += plots.write_figures([losses_lib.get(BASELINE)] + finalists, out,
+                                     prefix=f"{name}_finalists_")
+    return files
+
+
+def _cells_report(source: str, out: str, name: str, mode: str) -> list[str]:
+    records = cells.read_cells(os.path.join(source, "cells"))
+    config = fileio.read_json(os.path.join(source, "config.json"))
+    if mode == "compare":
+        from lfe import compare
+
+        return write_tables([compare.results_table(records, ml_collections.ConfigDict(config))],
+                            out, name)
+    return write_tables(transfer_tables(list(records.values()), config), out, name,
+                        heading=config.get("title", ""))
+
+
+def report_dir(source: str, out: str, name: str) -> list[str]:
+    """The report files of one run directory (its mode read from its ``config.json``)."""
+    path = os.path.join(source, "config.json")
+    mode = fileio.read_json(path).get("mode") if os.path.exists(path) else None
+    if mode == "evolve":
+        return _evolution_report(source, out, name)
+    if mode == "eliminate":
+        return _elimination_report(source, out, name)
+    if mode in ("transfer", "compare"):
+        return _cells_report(source, out, name, mode)
+    return []
+
+
+def run_dirs(source: str) -> list[tuple[str, str]]:
+    """(name, directory) of every run directory under ``source`` (itself included), in
+    pipeline order: evolve, eliminate, then transfers."""
+    found = []
+    for root, dirs, _ in os.walk(source):
+        dirs[:] = sorted(d for d in dirs if d not in ("cells", "report", "tensorboard",
+                                                      "finalists"))
+        if os.path.exists(os.path.join(root, "config.json")):
+            rel = os.path.relpath(root, source)
+            found.append(("run" if rel == "." else rel.replace(os.sep, "_"), root))
+    rank = {"evolve": 0, "eliminate": 1}
+    return sorted(found, key=lambda nd: (rank.get(nd[0], 2), nd[0]))
+
+
+def run(config, workdir: str) -> list[str]:
+    """Turns the run directory ``config.run_dir`` (default ``workdir``; a single mode's or a
+    whole pipeline's) into ``<workdir>/report/``: tables (.md, .csv), figures, README.md."""
+    source = config.get("run_dir") or workdir
+    if not os.path.isdir(source):
+        raise ValueError(f"no run directory at {source!r}")
+    out = os.path.join(workdir, "report")
+    files = []
+    for name, directory in run_dirs(source):
+        if os.path.abspath(directory) != os.path.abspath(out):
+            files += report_dir(directory, out, name)
+    if not files:
+        raise ValueError(f"nothing to report in {source!r}: no evolve, eliminate, transfer or "
+                         "compare run directory with results")
+    lines = [f"# Report of `{source}`", "", f"Code: {fileio.git_revision()}.", ""]
+    for path in files:
+        rel = os.path.relpath(path, out)
+        lines.append(f"- ![{rel}]({rel})" if rel.endswith(".png") else f"- [{rel}]({rel})")
+    for path in files:
+        if path.endswith(".md"):
+            lines += ["", open(path).read()]
+    with open(os.path.join(out, "README.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"report: {len(files)} files in {out}")
+    return files + [os.path.join(out, "README.md")]
 
 
 def default_config() -> ml_collections.ConfigDict:
