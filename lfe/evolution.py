@@ -41,8 +41,8 @@ from lfe import genome as genome_lib
 from lfe import integrity
 
 FORMAT = "lfe-evolution-v1"
-STATUSES = ("ok", "stopped_early", "gated", "diverged")
-FAILED = ("gated", "diverged")
+STATUSES = ("ok", "stopped_early", "gated", "diverged", "timed_out")
+FAILED = ("gated", "diverged", "timed_out")  # timed_out: the executor cancelled the evaluation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +125,12 @@ def is_failed(record: dict) -> bool:
 def failure(record: dict) -> str:
     """How a failed record failed: its status, or "no_fitness" for an ok one without fitness."""
     return record["status"] if record["status"] in FAILED else "no_fitness"
+
+
+def timed_out_record(message: str) -> dict:
+    """The record of an evaluation the executor cancelled at its timeout (a failed child)."""
+    return {"fitness": None, "status": "timed_out", "steps": 0, "wall_time_s": 0.0, "curve": [],
+            "message": message}
 
 
 def _normalise_record(record: dict) -> dict:

@@ -10,7 +10,11 @@
 default. ``pool`` runs tasks in worker processes started with *spawn* (never fork: JAX is
 multithreaded), one per core by default, each pinned to its own core before JAX is imported —
 on 2 cores two single-core workers beat one two-core process (SPEC/issue measurements).
+``ray`` runs each task as a Ray task on a cluster (``RayExecutor``; Ray is an optional extra,
+imported only when this executor is made): resources per task, retries after a worker or host
+dies, a per-task timeout. ``make(name, workers, ray_options)`` builds one by name.
 A task that raises is returned as an Outcome with ``error`` set; the executor keeps running.
+A task that ran past its timeout is returned with ``timed_out`` set as well.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures as cf
 import dataclasses
+import importlib
 import multiprocessing as mp
 import os
 from collections.abc import Callable
@@ -28,6 +33,7 @@ from typing import Any
 class Outcome:
     value: Any = None
     error: str | None = None  # one-line description of the exception, if the task raised
+    timed_out: bool = False  # the task ran past the executor's timeout and was cancelled
 
 
 def _call(fn: Callable, args: tuple) -> Outcome:
@@ -36,6 +42,13 @@ def _call(fn: Callable, args: tuple) -> Outcome:
     except Exception as e:  # noqa: BLE001 - a failing task must not take the run down
         lines = str(e).strip().splitlines()
         return Outcome(error=f"{type(e).__name__}: {lines[0] if lines else ''}".strip())
+
+
+def call_target(target: str, *args):
+    """Calls ``"module:function"`` with ``args``: lets a controller submit work whose module it
+    must not import itself (a Ray controller stays free of JAX)."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)(*args)
 
 
 class InProcessExecutor:
@@ -73,9 +86,16 @@ def _init_worker(cores: mp.Queue, threads: int) -> None:
         os.sched_setaffinity(0, {core})
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     flags = os.environ.get("XLA_FLAGS", "")
-    if threads == 1 and "intra_op_parallelism_threads" not in flags:
-        os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false "
-                                   "intra_op_parallelism_threads=1").strip()
+    if threads == 1:
+        os.environ["XLA_FLAGS"] = single_thread_flags(flags)
+
+
+def single_thread_flags(flags: str) -> str:
+    """``XLA_FLAGS`` for a worker that owns one core (on CPU, one single-threaded process per
+    core evaluates more candidates per hour than one process using every core)."""
+    if "intra_op_parallelism_threads" in flags:
+        return flags
+    return (flags + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
 
 
 class ProcessPoolExecutor:
@@ -119,10 +139,41 @@ class ProcessPoolExecutor:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def make(name: str, workers: int | None = None):
-    """An executor by name: ``inprocess`` or ``pool``."""
+NAMES = ("inprocess", "pool", "ray", "vmap")
+
+
+def check_name(name: str) -> None:
+    """Raises ValueError for an unknown executor name (cheap: starts nothing)."""
+    if name not in NAMES:
+        raise ValueError(f"unknown executor {name!r}; available: {', '.join(NAMES)}")
+
+
+def make(name: str, workers: int | None = None, ray_options=None):
+    """An executor by name: ``inprocess``, ``pool`` or ``ray`` (``ray_options``: the fields of
+    ``ray_config()``, a ConfigDict or dict; ``workers`` caps the Ray tasks in flight)."""
+    check_name(name)
     if name == "inprocess":
         return InProcessExecutor()
     if name == "pool":
         return ProcessPoolExecutor(workers)
-    raise ValueError(f"unknown executor {name!r}; available: inprocess, pool")
+    if name == "vmap":  # K candidates per vmapped population run (workers = K; 0 = measured)
+        from lfe import population
+
+        return population.PopulationExecutor(workers)
+    from lfe import ray_executor  # Ray is optional: imported only when chosen
+
+    return ray_executor.RayExecutor(workers=workers, **dict(ray_options or {}))
+
+
+def ray_config():
+    """``config.ray``: where and how Ray tasks run (used only with ``executor: ray``)."""
+    import ml_collections
+
+    c = ml_collections.ConfigDict()
+    c.address = ""  # "" = $RAY_ADDRESS, else a new local Ray instance
+    c.num_cpus = 1.0  # CPUs reserved per task
+    c.num_gpus = 0.0  # GPUs per task: 1 = one candidate per GPU; fractions share a GPU
+    c.max_retries = 3  # re-runs of a task whose worker process or host died
+    c.timeout_s = 0.0  # wall-clock limit per task from submission; 0 = none
+    c.working_dir = ""  # a directory shipped to every worker (runtime_env); "" = none
+    return c

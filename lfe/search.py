@@ -7,28 +7,39 @@ Rerunning the same command on the same work directory resumes: evaluations alrea
 log are told from it, the other in-flight candidates are submitted again. With the in-process
 executor and a fixed seed, an interrupted-and-resumed run ends in exactly the same state as an
 uninterrupted one.
+
+With ``executor: ray`` the controller (this process) keeps all evolution state and never imports
+JAX (DESIGN.md): fitness, losses and plots are imported only where they run, and the figures are
+drawn in a spawned helper process. ``state.json`` holds the in-flight candidates (saved before
+they are submitted), so a restarted controller submits them again; only the controller writes
+``events.jsonl`` and a candidate is told once, so a result is never counted twice.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import importlib
+import importlib.util
 import json
+import multiprocessing as mp
 import os
 import sys
 import time
 
 import ml_collections
 
-from lfe import equation, evolution, executors, fileio, fitness, metrics, plots, rundir
+from lfe import equation, evolution, executors, fileio, metrics, rundir
 from lfe import genome as genome_lib
-from lfe import losses as losses_lib
 
 # Fields that may change between a run and its resumption; any other change is refused.
-RESUMABLE_CHANGES = ("max_iterations", "max_hours", "executor", "workers", "plot_every",
+RESUMABLE_CHANGES = ("max_iterations", "max_hours", "executor", "workers", "ray", "plot_every",
                      "command")
+DEFAULT_EVALUATOR = "lfe.fitness:evaluate_task"
 
 
 def default_config() -> ml_collections.ConfigDict:
+    from lfe import fitness  # its protocols' defaults live with the trainer
+
     c = ml_collections.ConfigDict()
     c.mode = "evolve"
     c.seed = 0
@@ -41,9 +52,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.max_failed_children = 7
     c.max_iterations = 2000
     c.max_hours = 0.0  # wall-clock budget per invocation; 0 = none
-    c.executor = "pool"  # "inprocess" (deterministic) | "pool" (one process per core)
-    c.workers = 0  # 0 = one per core
-    c.evaluator = "lfe.fitness:evaluate_task"  # module:function(spec, fitness, seed, stage)
+    c.executor = "pool"  # "inprocess" (deterministic) | "pool" (one process per core) | "ray"
+    c.workers = 0  # 0 = one per core (pool) / what the cluster fits (ray)
+    c.ray = executors.ray_config()  # address, resources, retries, timeout per task
+    c.evaluator = DEFAULT_EVALUATOR  # module:function(spec, fitness, seed, stage)
     c.fitness = fitness.default_config()
     c.ce_band = ()  # cross-entropy's (max, mean, min) fitness on the surrogate, for Figure 4
     c.top_k = 10  # genomes kept in best.json
@@ -61,9 +73,15 @@ def params_of(config) -> evolution.Params:
         op_set=config.op_set, init=config.init)
 
 
-def _resolve(target: str):
+def _resolve(target: str, load: bool = True):
+    """The evaluator ``module:function``; without ``load`` only its module is looked up, so a
+    Ray controller does not import (JAX-using) code that only its workers run."""
     module, _, name = target.partition(":")
     try:
+        if not load:
+            if not name or importlib.util.find_spec(module) is None:
+                raise ImportError(f"no module named {module!r} or no function name")
+            return None
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as e:
         raise ValueError(f"cannot load evaluator {target!r}: {e}") from None
@@ -99,7 +117,8 @@ class _Run:
     def __init__(self, config, workdir: str):
         self.config, self.workdir = config, workdir
         self.params = params_of(config)
-        self.evaluate = _resolve(config.evaluator)
+        self.isolated = config.executor == "ray"  # no JAX in this process
+        self.evaluate = _resolve(config.evaluator, load=not self.isolated)
         self.fitness_cfg = config.fitness.to_dict()
         state = rundir.load_state(workdir)
         self.resumed = state is not None
@@ -109,6 +128,7 @@ class _Run:
         self.told_since_plot = 0
         self.start = time.time()
         self.first_iteration: tuple[float, int] | None = None
+        self.figures = _SpawnedFigures() if self.isolated else None
 
     def save(self) -> None:
         rundir.save_state(self.workdir, self.state)
@@ -164,24 +184,70 @@ class _Run:
         return not hours or (time.time() - self.start) < hours * 3600
 
     def submit(self, executor, candidate) -> None:
-        executor.submit(str(candidate["id"]), self.evaluate, _spec(candidate), self.fitness_cfg,
-                        int(self.config.seed) * 1_000_003 + int(candidate["id"]),
-                        candidate["stage"])
+        args = (_spec(candidate), self.fitness_cfg,
+                int(self.config.seed) * 1_000_003 + int(candidate["id"]), candidate["stage"])
+        if self.isolated:  # the worker imports the evaluator, this process never does
+            executor.submit(str(candidate["id"]), executors.call_target, self.config.evaluator,
+                            *args)
+        else:
+            executor.submit(str(candidate["id"]), self.evaluate, *args)
 
-    def write_outputs(self) -> None:
+    def write_outputs(self, final: bool = False) -> None:
         self.told_since_plot = 0
         write_best(self.state, self.workdir, self.config.top_k)
-        rows = evolution.history(self.state)
-        band = tuple(self.config.ce_band) or None
-        plots.plot_evolution(rows, os.path.join(self.workdir, "evolution.png"), ce_band=band)
-        top = evolution.best(self.state, 3)
-        if top:
-            chosen = [losses_lib.get("cross_entropy")] + [
-                losses_lib.from_genome(genome_lib.from_dict(b["genome"]), b["sign"],
-                                       name=f"#{i + 1} ({100 * b['fitness']:.1f}%)")
-                for i, b in enumerate(top)]
-            plots.write_figures(chosen, self.workdir, prefix="best_")
+        args = (self.workdir, evolution.history(self.state), tuple(self.config.ce_band) or None,
+                evolution.best(self.state, 3))
+        if self.figures is None:
+            draw_figures(*args)
+        else:
+            self.figures.draw(*args, wait=final)
         self.writer.flush()
+
+    def close(self) -> None:
+        if self.figures is not None:
+            self.figures.close()
+        self.writer.close()
+
+
+def draw_figures(workdir: str, rows: list[dict], band: tuple | None, top: list[dict]) -> None:
+    """Figure 4 from the iteration ``rows``; Figures 2-3 for CE and the ``top`` genomes."""
+    from lfe import losses as losses_lib  # JAX: only where figures are drawn
+    from lfe import plots
+
+    plots.plot_evolution(rows, os.path.join(workdir, "evolution.png"), ce_band=band)
+    if top:
+        chosen = [losses_lib.get("cross_entropy")] + [
+            losses_lib.from_genome(genome_lib.from_dict(b["genome"]), b["sign"],
+                                   name=f"#{i + 1} ({100 * b['fitness']:.1f}%)")
+            for i, b in enumerate(top)]
+        plots.write_figures(chosen, workdir, prefix="best_")
+
+
+def _cpu_only() -> None:
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")  # the controller host needs no accelerator
+
+
+class _SpawnedFigures:
+    """Draws figures in one spawned helper process, so the controller never imports JAX. A
+    request made while a drawing is running is dropped (a later one catches up); the final one
+    waits, and raises what the drawing raised."""
+
+    def __init__(self):
+        self._pool = cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"),
+                                            initializer=_cpu_only)
+        self._future: cf.Future | None = None
+
+    def draw(self, *args, wait: bool = False) -> None:
+        if self._future is not None and not self._future.done():
+            if not wait:
+                return
+            self._future.result()
+        self._future = self._pool.submit(draw_figures, *args)
+        if wait:
+            self._future.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def write_best(state, workdir: str, k: int) -> list[dict]:
@@ -197,9 +263,34 @@ def write_best(state, workdir: str, k: int) -> list[dict]:
     return top
 
 
+def _evolve(r: _Run, executor) -> None:
+    """Asks, submits and tells until the run is done (or out of budget) and nothing is pending;
+    the in-flight candidates of a resumed run are submitted first."""
+    for candidate in evolution.in_flight(r.state):
+        r.submit(executor, candidate)
+    while True:
+        if r.budget_left() and not evolution.is_done(r.params, r.state):
+            r.state, new = evolution.ask(r.params, r.state, r.archive, executor.capacity)
+            r.save()  # in-flight candidates are on disk before they are submitted
+            for candidate in new:
+                r.submit(executor, candidate)
+        if not executor.pending:
+            return
+        for key, outcome in executor.wait_any():
+            if outcome.timed_out:  # a failed child, like a gated one: the search goes on
+                r.tell(int(key), evolution.timed_out_record(outcome.error))
+            elif outcome.error is not None:  # state is saved: rerunning resumes from here
+                raise ValueError(f"evaluation of candidate {key} failed: {outcome.error}")
+            else:
+                r.tell(int(key), outcome.value)
+
+
 def run(config, workdir: str) -> dict:
-    executors.make(config.executor, 1).close()  # an unknown executor fails before any file
-    if config.evaluator == default_config().evaluator:  # so does missing data
+    executors.check_name(config.executor)  # an unknown executor fails before any file
+    _resolve(config.evaluator, load=config.executor != "ray")  # so does an unknown evaluator
+    if config.evaluator == DEFAULT_EVALUATOR and config.executor != "ray":  # or missing data
+        from lfe import fitness  # (on Ray the data lives with the workers)
+
         fitness.load_dataset(config.fitness.dataset, config.fitness.get("data_dir", ""))
     os.makedirs(workdir, exist_ok=True)
     _check_config(config, workdir)
@@ -207,26 +298,16 @@ def run(config, workdir: str) -> dict:
     print(f"evolve: {'resuming' if r.resumed else 'starting'} in {workdir} "
           f"({config.executor} executor)", flush=True)
     r.replay_events()
-    executor = executors.make(config.executor, config.get("workers") or None)
+    executor = None
     try:
-        for candidate in evolution.in_flight(r.state):
-            r.submit(executor, candidate)
-        while True:
-            if r.budget_left() and not evolution.is_done(r.params, r.state):
-                r.state, new = evolution.ask(r.params, r.state, r.archive, executor.capacity)
-                r.save()
-                for candidate in new:
-                    r.submit(executor, candidate)
-            if not executor.pending:
-                break
-            for key, outcome in executor.wait_any():
-                if outcome.error is not None:  # state is saved: rerunning resumes from here
-                    raise ValueError(f"evaluation of candidate {key} failed: {outcome.error}")
-                r.tell(int(key), outcome.value)
+        executor = executors.make(config.executor, config.get("workers") or None,
+                                  config.get("ray"))
+        _evolve(r, executor)
+        r.write_outputs(final=True)
     finally:
-        executor.close()
-    r.write_outputs()
-    r.writer.close()
+        if executor is not None:
+            executor.close()
+        r.close()
     s = evolution.summary(r.state)
     print_summary(s, workdir)
     return s

@@ -59,5 +59,5 @@ def test_pool_runs_tasks_in_spawned_pinned_workers():
 
 
 def test_unknown_executor():
-    with pytest.raises(ValueError, match="unknown executor 'ray'; available: inprocess, pool"):
-        executors.make("ray")
+    with pytest.raises(ValueError, match="unknown executor 'mpi'; available: inprocess, pool, ray"):
+        executors.make("mpi")

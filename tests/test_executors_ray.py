@@ -1,0 +1,255 @@
+"""The Ray executor on a local two-node cluster (ray.cluster_utils.Cluster, fake GPUs).
+
+One cluster per module (starting one costs seconds): a head node with 2 CPUs and a second node
+with 2 CPUs and 2 (fake) GPUs. Evolution runs use the fast fake fitness of tests/fake_fitness.py.
+What the tasks run lives in tests/ray_tasks.py (a light module: workers import it quickly).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from configs import quickstart  # noqa: E402
+from lfe import evolution, executors, main, ray_executor, rundir, search  # noqa: E402
+from tests import fake_fitness  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OVERRIDES = {"evaluator": "tests.fake_fitness:evaluate", "initial_population": 8,
+             "population_size": 4, "tournament_size": 3, "max_iterations": 12, "plot_every": 50}
+
+
+# --------------------------------------------------------------------------- fixtures, helpers
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Head (2 CPUs) + a second node (2 CPUs, 2 fake GPUs); this process is its driver. Started
+    without JAX_PLATFORMS/XLA_FLAGS so a task's environment is what the executor gives it."""
+    saved = {k: os.environ.pop(k) for k in ("JAX_PLATFORMS", "XLA_FLAGS") if k in os.environ}
+    small = {"object_store_memory": 80 * 2**20}
+    try:
+        c = Cluster(initialize_head=True,
+                    head_node_args={"num_cpus": 2, "include_dashboard": False, **small})
+        c.add_node(num_cpus=2, num_gpus=2, **small)
+        c.wait_for_nodes()
+    finally:
+        os.environ.update(saved)
+    ray.init(address=c.address, logging_level="WARNING")
+    yield c
+    ray.shutdown()
+    c.shutdown()
+
+
+def submit(ex, key, helper, *args):
+    """Submits a function of tests/ray_tasks.py by name (``call_target``), as the controller
+    submits evaluators."""
+    ex.submit(key, executors.call_target, f"tests.ray_tasks:{helper}", *args)
+
+
+def drain(ex):
+    out = {}
+    while ex.pending:
+        for key, outcome in ex.wait_any():
+            assert key not in out  # every task comes back once
+            out[key] = outcome
+    return out
+
+
+def small_config(executor, **changes):
+    c = quickstart.get_config("runlocal")
+    for k, v in {**OVERRIDES, "executor": executor, **changes}.items():
+        c[k] = v
+    return c
+
+
+def check_consistent(workdir, config):
+    """The finished run's state accounts for every candidate exactly once, each with the record
+    the fitness function gives for it."""
+    state = rundir.load_state(str(workdir))
+    params = search.params_of(config)
+    ids = [e["id"] for e in state["evaluated"]]
+    assert sorted(ids) == list(range(state["next_id"]))  # every asked candidate told once
+    assert not state["in_flight"] and not state["initial_queue"] and not state["retries"]
+    assert state["iterations_done"] == params.max_iterations == len(state["log"]) - 1
+    assert sorted(e["id"] for e in rundir.read_events(str(workdir))) == list(range(len(ids)))
+    assert len([e for e in state["evaluated"] if e["stage"] == "initial"]) == 8
+    s = evolution.summary(state)
+    assert s["successful_children"] + sum(s["skipped_iterations"].values()) == 12
+    assert s["children_evaluated"] == s["successful_children"] + sum(s["failed_children"].values())
+    assert len(state["population"]) == config.population_size
+    for e in state["evaluated"]:  # each result belongs to its own candidate
+        expected = fake_fitness.evaluate(search._spec(e), {}, config.seed * 1_000_003 + e["id"],
+                                         e["stage"])
+        assert e["record"] == expected
+    return state
+
+
+# --------------------------------------------------------------------------- executor
+
+def test_helpers_shape_tasks():
+    assert ray_executor.task_env(1, 0)["JAX_PLATFORMS"] == "cpu"
+    assert "intra_op_parallelism_threads=1" in ray_executor.task_env(1, 0)["XLA_FLAGS"]
+    assert "XLA_FLAGS" not in ray_executor.task_env(4, 0)
+    assert ray_executor.task_env(1, 0.25) == {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+    assert ray_executor.task_env(1, 1) == {}
+    resources = {"CPU": 16.0, "GPU": 4.0}
+    assert ray_executor.task_capacity(resources, 1, 1) == 4
+    assert ray_executor.task_capacity(resources, 1, 0.5) == 8
+    assert ray_executor.task_capacity(resources, 3, 0) == 5
+    assert ray_executor.task_capacity({"CPU": 1.0}, 1, 1) == 1  # never 0
+
+
+def test_cpu_tasks_run_jax_on_cpu_over_both_nodes(cluster):
+    ex = executors.make("ray", None, {"num_cpus": 1})
+    assert ex.capacity == 4  # 4 CPUs in the cluster
+    for i in range(8):
+        submit(ex, f"k{i}", "where")
+    out = drain(ex)
+    ex.close()
+    assert sorted(out) == [f"k{i}" for i in range(8)]
+    seen = [o.value for o in out.values()]
+    assert all(s["env"]["JAX_PLATFORMS"] == "cpu" and s["gpus"] == [] for s in seen)
+    assert all("intra_op_parallelism_threads=1" in s["env"]["XLA_FLAGS"] for s in seen)
+    assert len({s["node"] for s in seen}) == 2  # the second node took tasks too
+    assert ray.is_initialized()  # an executor leaves a Ray it did not start running
+
+
+def test_fractional_gpu_tasks_share_gpus_without_preallocation(cluster):
+    ex = executors.make("ray", None, {"num_cpus": 0.5, "num_gpus": 0.5})
+    assert ex.capacity == 4  # 2 GPUs / 0.5
+    for i in range(4):
+        submit(ex, f"g{i}", "where")
+    seen = [o.value for o in drain(ex).values()]
+    ex.close()
+    assert all(len(s["gpus"]) == 1 for s in seen)
+    assert sorted(str(s["gpus"][0]) for s in seen) == ["0", "0", "1", "1"]  # 2 tasks per GPU
+    assert all(s["env"]["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false" for s in seen)
+    assert all(s["env"]["JAX_PLATFORMS"] is None for s in seen)  # JAX may use the GPU
+    assert all(s["env"]["CUDA_VISIBLE_DEVICES"] == str(s["gpus"][0]) for s in seen)
+    assert len({s["pid"] for s in seen}) == 4  # one process per GPU task (Ray's max_calls=1)
+
+
+def test_errors_and_a_killed_worker_is_retried(cluster, tmp_path):
+    ex = executors.make("ray", 2)
+    assert ex.capacity == 2
+    submit(ex, "bad", "boom", 7)
+    submit(ex, "dies", "die_once", str(tmp_path / "marker"), 42)
+    out = drain(ex)
+    ex.close()
+    assert out["bad"].error == "RuntimeError: bad input 7" and not out["bad"].timed_out
+    assert out["dies"].value == 42 and out["dies"].error is None  # re-run after the kill
+    assert (tmp_path / "marker").exists()  # so the first attempt did die
+
+
+def test_timeout_cancels_the_task_and_kills_its_worker(cluster, tmp_path):
+    ex = executors.make("ray", 2, {"timeout_s": 4.0})
+    submit(ex, "slow", "sleep_and_report", str(tmp_path / "pid"), 120)
+    submit(ex, "quick", "boom", 1)
+    out = drain(ex)
+    assert out["slow"].timed_out and out["slow"].error == "timed out after 4 s"
+    assert out["quick"].error and not out["quick"].timed_out
+    pid = int((tmp_path / "pid").read_text())
+    for _ in range(100):  # the timed-out task's worker is killed, not left sleeping
+        if not os.path.exists(f"/proc/{pid}"):
+            break
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{pid}")
+    submit(ex, "after", "where")  # the executor keeps working
+    assert drain(ex)["after"].error is None
+    ex.close()
+
+
+def test_no_retries_reports_the_lost_worker(cluster, tmp_path):
+    ex = executors.make("ray", 1, {"max_retries": 0})
+    submit(ex, "dies", "die_once", str(tmp_path / "marker"), 1)
+    out = drain(ex)
+    ex.close()
+    assert out["dies"].value is None and out["dies"].error.startswith("worker failed: ")
+
+
+# --------------------------------------------------------------------------- evolution on Ray
+
+def test_asynchronous_evolution_with_killed_workers_is_consistent(cluster, tmp_path):
+    c = small_config("ray", workers=3)
+    c.fitness.kill_dir = str(tmp_path / "kills")
+    c.evaluator = "tests.ray_tasks:killing_evaluate"
+    os.makedirs(c.fitness.kill_dir)
+    main.dispatch(c, str(tmp_path / "run"))
+    state = check_consistent(tmp_path / "run", c)
+    killed = sorted(int(n) for n in os.listdir(c.fitness.kill_dir))
+    assert killed == [i for i in range(state["next_id"]) if i % 3 == 1]  # each killed once
+    assert os.path.exists(tmp_path / "run" / "evolution.png")  # drawn by the spawned helper
+
+
+def test_same_seed_same_genomes_inprocess_and_ray_with_capacity_1(cluster, tmp_path):
+    main.dispatch(small_config("inprocess"), str(tmp_path / "inprocess"))
+    main.dispatch(small_config("ray", workers=1), str(tmp_path / "ray"))
+    a, b = (rundir.load_state(str(tmp_path / d)) for d in ("inprocess", "ray"))
+    assert [e["genome"] for e in a["evaluated"]] == [e["genome"] for e in b["evaluated"]]
+    assert a == b  # and everything else: records, population, log, RNG
+
+
+def test_timed_out_candidates_are_failed_children(cluster, tmp_path):
+    c = small_config("ray", workers=2, evaluator="tests.ray_tasks:slow_evaluate")
+    c.ray.timeout_s = 0.01  # every evaluation times out
+    c.initial_population, c.max_iterations = 2, 0
+    main.dispatch(c, str(tmp_path))
+    state = rundir.load_state(str(tmp_path))
+    assert [e["record"]["status"] for e in state["evaluated"]] == ["timed_out"] * 2
+    assert state["phase"] == "evolve" and state["population"] == []
+
+
+def _controller(workdir, address, evaluator):
+    args = {**OVERRIDES, "executor": "ray", "workers": 2, "ray.address": address,
+            "evaluator": evaluator}
+    return [sys.executable, "-m", "lfe.main", "--config=configs/quickstart.py:runlocal",
+            f"--workdir={workdir}", *[f"--config.{k}={v}" for k, v in args.items()]]
+
+
+@pytest.mark.slow
+def test_controller_killed_and_resumed_continues_with_in_flight(cluster, tmp_path):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    cmd = _controller(tmp_path, cluster.address, "tests.ray_tasks:slow_evaluate")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while len(rundir.read_events(str(tmp_path))) < 10:  # past the initial population
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    at_kill = rundir.load_state(str(tmp_path))
+    waiting = {c["id"]: c["genome"] for c in at_kill["in_flight"]}
+    assert waiting and at_kill["iterations_done"] < 12
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    c = small_config("ray", workers=2)
+    state = check_consistent(tmp_path, c)
+    evaluated = {e["id"]: e["genome"] for e in state["evaluated"]}
+    assert all(evaluated[i] == g for i, g in waiting.items())  # the same candidates went on
+
+
+def test_controller_never_imports_jax(cluster, tmp_path):
+    """A Ray controller given its config runs without JAX (DESIGN.md); the config itself is
+    built here, since the protocols' defaults come from lfe.train."""
+    c = small_config("ray", workers=2)
+    c.ray.address = cluster.address
+    (tmp_path / "config.json").write_text(json.dumps(c.to_dict()))
+    script = ("import json, sys, ml_collections\n"
+              "from lfe import search\n"
+              f"c = ml_collections.ConfigDict(json.load(open({str(tmp_path / 'config.json')!r})))\n"
+              f"s = search.run(c, {str(tmp_path / 'run')!r})\n"
+              "print('JAX-IMPORTED' if 'jax' in sys.modules else 'NO-JAX', s['iterations'])\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          timeout=300, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert done.stdout.decode().splitlines()[-1] == "NO-JAX 12"
