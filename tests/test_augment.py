@@ -27,6 +27,7 @@ IMAGE_OPS = [  # (name, kwargs, output height and width) on 16x16 inputs
     ("cutout", {"size": 4}, (16, 16)),
     ("resize", {"size": 8}, (8, 8)),
     ("resize", {"size": (24, 20)}, (24, 20)),
+    ("random_square_crop", {"size": 12}, (12, 12)),
 ]
 
 
@@ -39,7 +40,7 @@ def test_op_shape_range_determinism(name, kwargs, out_hw):
     assert float(out.min()) >= 0.0 and float(out.max()) <= 255.0
     np.testing.assert_array_equal(out, op(KEY, images, **kwargs))
     jitted = jax.jit(functools.partial(op, **kwargs))(KEY, images)
-    np.testing.assert_allclose(jitted, out, atol=1e-4)
+    np.testing.assert_allclose(jitted, out, atol=1e-3)  # jit may reorder float ops
     if name != "resize":
         assert not np.array_equal(out, op(jax.random.key(1), images, **kwargs))
 
@@ -81,6 +82,29 @@ def test_resize_then_crop_is_a_window_of_the_resized_image():
     windows = _windows(np.asarray(data.resize(KEY, images, size=10)), (8, 8))
     for b in range(3):
         assert (windows[b] == out[b]).all(axis=(1, 2, 3)).any()
+
+
+def test_random_square_crop_windows_are_square_and_per_example():
+    # A linear ramp stays linear under a bilinear upscale: the slope of row values gives the
+    # crop side (side / size per output pixel), the intercept the crop offset.
+    batch, side_in, size = 64, 16, 32
+    ramp = jnp.arange(side_in, dtype=jnp.float32)
+    images = jnp.stack([jnp.broadcast_to(ramp[:, None], (side_in, side_in)),
+                        jnp.broadcast_to(ramp[None, :], (side_in, side_in)),
+                        jnp.zeros((side_in, side_in))], axis=-1)[None].repeat(batch, 0)
+    out = np.asarray(jax.jit(functools.partial(data.random_square_crop, size=size))(KEY, images))
+    inner = slice(4, size - 4)  # away from the window edges, where the kernel sees outside
+    row_slope = np.diff(out[:, inner, size // 2, 0], axis=1).mean(axis=1)
+    col_slope = np.diff(out[:, size // 2, inner, 1], axis=1).mean(axis=1)
+    side = row_slope * size
+    np.testing.assert_allclose(row_slope, col_slope, atol=1e-4)  # square
+    np.testing.assert_allclose(side, np.round(side), atol=1e-3)  # whole pixels
+    assert side.min() >= np.floor(np.sqrt(0.05) * side_in) and side.max() <= side_in
+    top = out[:, size // 2, size // 2, 0] - (size // 2 + 0.5) * row_slope + 0.5
+    assert (top > -1e-3).all() and (top + side <= side_in + 1e-3).all()
+    assert len(set(np.round(side))) >= 8 and len(set(np.round(top))) >= 4
+    full = data.random_square_crop(KEY, images[:2] * 7.0, size=side_in, area_min=1.0)
+    np.testing.assert_allclose(full, images[:2] * 7.0, atol=1e-3)  # whole image, same size
 
 
 def test_flip_twice_with_same_key_is_identity_and_per_example():
@@ -201,8 +225,19 @@ def test_presets_run(preset):
         fn = functools.partial(data.preprocess_batch, train=train, cfg=data.PRESETS[preset],
                                num_classes=10)
         out = jax.jit(fn)(KEY, batch)
-        assert out["image"].shape == (4, 32, 32, 3) and out["image"].dtype == jnp.float32
+        side = 128 if preset == "effnetv2" else 32
+        assert out["image"].shape == (4, side, side, 3) and out["image"].dtype == jnp.float32
         assert out["target"].shape == (4, 10) and set(out) == {"image", "label", "mask", "target"}
+
+
+def test_effnetv2_preset_matches_names_and_range():
+    preset = data.PRESETS["effnetv2"]
+    assert [name for name, _ in data.parse_steps(preset["train"])] == [
+        "random_square_crop", "randaugment", "normalize"]
+    assert [name for name, _ in data.parse_steps(preset["eval"])] == ["resize", "normalize"]
+    images = np.full((2, 32, 32, 3), 255, np.uint8)
+    out = data.preprocess(None, images, train=False, cfg=preset)
+    np.testing.assert_allclose(out, 127.5 / 128, atol=1e-5)  # (x - 127.5) / 128
 
 
 def test_register_custom_op(monkeypatch):
