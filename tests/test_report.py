@@ -1,0 +1,103 @@
+"""Report tables in the paper's layouts (Tables 3, 4, 8–11) from recorded cells."""
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from configs import surrogate_study, transfer_paper
+from lfe import report, transfer
+
+RNG = np.random.default_rng(1)
+
+
+def records_for(config, mean_by_loss, seeds=5):
+    """Synthetic cell records for every (setting, loss, seed) of a transfer config."""
+    out = []
+    for cell in transfer.build_cells(config):
+        m = cell.meta
+        if m["seed"] >= seeds:
+            continue
+        acc = mean_by_loss[m["loss"]] + RNG.normal(0, 0.002) + 0.01 * len(m["setting"]) / 100
+        out.append({**m, "accuracy": acc + 0.005, "final_accuracy": acc, "status": "ok"})
+    return out
+
+
+MEANS = {"neuroloss1": 0.955, "neuroloss2": 0.95, "neuroloss3": 0.952, "cross_entropy": 0.948,
+         "CE_0.10": 0.949}
+
+
+def test_table8_layout_columns_bold_and_p_values():
+    c = transfer_paper.get_config("table8,runlocal")
+    c.seeds = 5
+    c.settings.update(transfer.grid({"davidnet": c.settings["davidnet__cifar10__cutout"]
+                                    .protocol}, ["cifar100"],
+                                    {"cutout": {}, "cutmix": {"augment": "davidnet_cutmix"}}))
+    records = records_for(c, MEANS)
+    tables = report.transfer_tables(records, transfer.cells.to_plain(c))
+    assert [t.title for t in tables] == ["Table 8: DavidNet on CIFAR: cifar10",
+                                         "Table 8: DavidNet on CIFAR: cifar100"]
+    t = tables[0]
+    # the paper's columns: per augmentation, test accuracy and the one-sided p-value vs CE
+    assert t.header == ["loss", "cutout (runs)", "cutout", "p (> CE, one-sided)",
+                        "cutmix (runs)", "cutmix", "p (> CE, one-sided)"]
+    assert [r[0] for r in t.rows] == ["neuroloss1", "neuroloss2", "neuroloss3", "cross_entropy"]
+    assert t.rows[0][2].startswith("**") and t.rows[0][5].startswith("**")
+    assert sum(cell.startswith("**") for row in t.rows for cell in row) == 2
+    assert t.rows[3][3] == "-"  # no test of CE against itself
+
+    def final(loss, setting):
+        return [100 * r["final_accuracy"] for r in records
+                if r["loss"] == loss and r["setting"] == setting]
+    nl2, ce = final("neuroloss2", "davidnet__cifar10__cutout"), \
+        final("cross_entropy", "davidnet__cifar10__cutout")
+    p = sps.ttest_ind(nl2, ce, equal_var=False, alternative="greater").pvalue
+    assert t.csv_rows[1][4] == pytest.approx(p)
+    assert t.csv_rows[1][2] == pytest.approx(np.mean(nl2))
+    assert t.csv_rows[1][3] == pytest.approx(np.std(nl2, ddof=1))
+    md = report.to_markdown(t)
+    assert md.startswith("## Table 8") and "| neuroloss1 | 5 | **" in md
+
+
+def test_table9_columns_in_paper_order():
+    c = transfer_paper.get_config("table9,runlocal")
+    c.settings.update(transfer.grid({"seresnext29": c.settings[
+        "efficientnetv2_s__cifar10__default"].protocol}, ["cifar10"]))
+    [t] = report.transfer_tables(records_for(c, MEANS, seeds=2), transfer.cells.to_plain(c))
+    assert t.header == ["loss", "efficientnetv2_s (runs)", "efficientnetv2_s",
+                        "wideresnet28_10 (runs)", "wideresnet28_10", "seresnext29 (runs)",
+                        "seresnext29"]
+    assert t.title == "Table 9: EfficientNetV2-S, WideResNet, SE-ResNeXt on CIFAR: cifar10"
+
+
+def test_tables_10_11_rows_include_label_smoothed_ce():
+    for variant in ("table10,runlocal", "table11,runlocal"):
+        c = transfer_paper.get_config(variant)
+        [t] = report.transfer_tables(records_for(c, MEANS, seeds=2), transfer.cells.to_plain(c))
+        assert [r[0] for r in t.rows][-2:] == ["cross_entropy", "CE_0.10"]
+        assert t.header == ["loss", "cifar10 (runs)", "cifar10"]
+
+
+def test_table3_tau_matches_scipy():
+    c = surrogate_study.get_config("runlocal")
+    names = list(transfer.loss_entries(c))
+    ref_scores = dict(zip(names, [0.5, 0.4, 0.45, 0.3], strict=True))
+    cheap = {"convnet__cifar10__-": [0.2, 0.3, 0.1, 0.4], "convnet__cifar10__32": [0.5, 0.4,
+             0.45, 0.3], "convnet__cifar10__48": [0.3, 0.4, 0.35, 0.5]}
+    records = []
+    for cell in transfer.build_cells(c):
+        m = cell.meta
+        score = ref_scores[m["loss"]] if m["setting"] == "reference" else \
+            cheap[m["setting"]][names.index(m["loss"])]
+        records.append({**m, "accuracy": score, "status": "ok"})
+    [t] = report.transfer_tables(records, transfer.cells.to_plain(c))
+    assert t.header == ["setting", "convnet"] and [r[0] for r in t.rows] == ["-", "32", "48"]
+    taus = {r[0]: r[1] for r in t.csv_rows}
+    for setting, row in (("convnet__cifar10__-", "-"), ("convnet__cifar10__48", "48")):
+        ref = sps.kendalltau(cheap[setting], [ref_scores[n] for n in names]).statistic
+        assert taus[row] == pytest.approx(ref)
+    assert taus["32"] == pytest.approx(1.0)  # the same ranking as the reference
+
+
+def test_ordered_puts_paper_labels_first_then_numbers():
+    assert report.ordered(["112", "32", "-", "48", "zz"], ("-",)) == ["-", "32", "48", "112",
+                                                                      "zz"]
