@@ -194,38 +194,7 @@ def test_register_source(monkeypatch):
     assert data.load("tiny", val_size=3, image_size=4, seed=1).val_images.shape == (3, 4, 4, 3)
 
 
-# -- tfds path (tfds's own mock data, offline) ---------------------------------------------------
-
-def test_tfds_mock_validation_split_and_resize(monkeypatch):
-    tfds = pytest.importorskip("tensorflow_datasets")
-    with tfds.testing.mock_data(num_examples=6):
-        flowers = data.load("oxford_flowers102", image_size=16)
-        cifar100 = data.load("cifar100", val_size=2)
-        with pytest.raises(ValueError, match="varying shape.*pass image_size"):
-            data.load("cars196")
-        monkeypatch.delenv("LFE_DATA_DIR", raising=False)
-        cifar10 = data.load("cifar10", val_size=1)
-    assert flowers.num_classes == 102 and flowers.class_names[0] == "pink primrose"
-    # Flowers102 has its own validation split: train is not reduced.
-    assert flowers.train_images.shape == (6, 16, 16, 3) and len(flowers.val_labels) == 6
-    assert cifar100.num_classes == 100 and len(cifar100.train_labels) == 4
-    assert cifar100.val_images.shape == (2, 32, 32, 3)
-    assert cifar10.num_classes == 10 and len(cifar10.val_labels) == 1
-
-
-def test_tfds_injected_reader():
-    calls = []
-
-    def reader(name, split, data_dir):
-        calls.append((name, split, data_dir))
-        rng = np.random.default_rng(len(calls))
-        return [{"image": rng.integers(0, 256, (5 + i, 7, 1), dtype=np.uint8), "label": i % 3}
-                for i in range(8)]
-
-    ds = data.load("tfds:my_set", data_dir="/d", reader=reader, splits=("train", "val", "test"),
-                   num_classes=3, image_size=4)
-    assert calls == [("my_set", s, "/d") for s in ("train", "val", "test")]
-    assert ds.train_images.shape == (8, 4, 4, 1) and ds.num_classes == 3
+# -- tfds sources: tests/test_datasets_tfds.py -------------------------------------------------
 
 
 # -- batching ------------------------------------------------------------------------------------

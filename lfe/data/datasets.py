@@ -6,8 +6,11 @@ batch deterministically and resume exactly (see `pipeline.py`). Augmentation hap
 (`augment.py`), so a `Dataset` only ever holds the raw uint8 pixels.
 
 Names: `cifar10` (local binary copy or tfds), `cifar100`, `cars196`, `oxford_flowers102`,
-`caltech101` (tfds), `tfds:<any tfds name>`, `npz:<path to .npz>` and `arrays` (in memory, see
-`from_arrays`). Unknown names raise a ValueError that lists these.
+`caltech101` (tfds, with the paper's splits: `tfds_source.PAPER_SPLITS`), `tfds:<any tfds name>`,
+`npz:<path to .npz>` and `arrays` (in memory, see `from_arrays`). Unknown names raise a
+ValueError that lists these. Images of varying size (Cars196, Flowers102, Caltech101) are resized
+once, on the host, to `image_size` when loaded (`tfds_source.resize_images`); `val_size=None`
+means the dataset's default hold-out (5,000 for CIFAR, 0 for the three transfer datasets).
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ from typing import Any
 import numpy as np
 
 from lfe.data import cifar_binary
-from lfe.data.tfds_source import read_tfds, resize_images
+from lfe.data.tfds_source import (
+    DEFAULT_VAL_SIZE,
+    PAPER_VAL_SIZE,
+    VARIABLE_SIZE,
+    read_tfds,
+    resize_images,
+)
 
 DATA_DIR_ENV = "LFE_DATA_DIR"
 _SPLITS = ("train", "val", "test")
@@ -130,19 +139,21 @@ def _as_images(name: str, key: str, images: Any) -> np.ndarray:
 def from_arrays(
     x_train: Any, y_train: Any, x_test: Any, y_test: Any,
     x_val: Any = None, y_val: Any = None, *,
-    name: str = "arrays", num_classes: int | None = None, val_size: int = 5000,
+    name: str = "arrays", num_classes: int | None = None, val_size: int | None = None,
     class_names: tuple[str, ...] = (), image_size: int | tuple[int, int] | None = None,
 ) -> Dataset:
     """Builds a `Dataset` from user arrays (uint8 NHWC images, integer labels).
 
-    Without `x_val`/`y_val`, the last `val_size` training examples become validation (as for
-    CIFAR-10). `num_classes` defaults to 1 + the largest label seen in any split.
+    Without `x_val`/`y_val`, the last `val_size` (default 5,000) training examples become
+    validation (as for CIFAR-10). `num_classes` defaults to 1 + the largest label seen in any
+    split.
     """
     if (x_val is None) != (y_val is None):
         raise ValueError(f"dataset {name}: give both x_val and y_val or neither")
     x_train, x_test = _as_images(name, "x_train", x_train), _as_images(name, "x_test", x_test)
     y_train, y_test = _as_labels(name, "y_train", y_train), _as_labels(name, "y_test", y_test)
     if x_val is None:
+        val_size = DEFAULT_VAL_SIZE if val_size is None else val_size
         x_train, y_train, x_val, y_val = holdout_split(x_train, y_train, val_size)
     else:
         x_val, y_val = _as_images(name, "x_val", x_val), _as_labels(name, "y_val", y_val)
@@ -175,7 +186,7 @@ def available() -> list[str]:
 
 
 def load(
-    name: str, *, data_dir: str | os.PathLike | None = None, val_size: int = 5000,
+    name: str, *, data_dir: str | os.PathLike | None = None, val_size: int | None = None,
     image_size: int | tuple[int, int] | None = None, **kwargs: Any,
 ) -> Dataset:
     """Loads dataset `name` with train / validation / test splits (see the module docstring).
@@ -195,7 +206,7 @@ def load(
 
 @register_source("cifar10")
 def load_cifar10(
-    *, data_dir: str | os.PathLike | None = None, val_size: int = 5000,
+    *, data_dir: str | os.PathLike | None = None, val_size: int | None = None,
     image_size: int | tuple[int, int] | None = None, **tfds_kwargs: Any,
 ) -> Dataset:
     """CIFAR-10 from a local binary copy when `data_dir` or $LFE_DATA_DIR is set, else tfds.
@@ -221,14 +232,21 @@ def load_cifar10(
 
 
 def load_tfds(
-    name: str, *, data_dir: str | os.PathLike | None = None, val_size: int = 5000,
+    name: str, *, data_dir: str | os.PathLike | None = None, val_size: int | None = None,
     image_size: int | tuple[int, int] | None = None, **kwargs: Any,
 ) -> Dataset:
     """Any tfds dataset, read with `tfds_source.read_tfds` (kwargs: splits, reader, ...).
 
-    Uses the dataset's validation split when it has one, else holds out the last `val_size`
-    training examples; `image_size` is required when image sizes vary (Cars196, Flowers102...).
+    The paper's datasets use `PAPER_SPLITS`; others their own validation split when they have
+    one. Without a validation split the last `val_size` training examples are held out
+    (default `PAPER_VAL_SIZE[name]`, else 5,000). `image_size` is required when image sizes
+    vary (Cars196, Flowers102, Caltech101): every image is resized to it as it is read.
     """
+    if image_size is None and name in VARIABLE_SIZE:
+        raise ValueError(f"dataset {name} has images of varying size; set image_size (the "
+                         "side to resize to when loading, e.g. the largest phase size)")
+    if val_size is None:
+        val_size = PAPER_VAL_SIZE.get(name, DEFAULT_VAL_SIZE)
     arrays = read_tfds(name, data_dir=data_dir, image_size=image_size, **kwargs)
     return from_arrays(**arrays, val_size=val_size)
 
@@ -255,7 +273,7 @@ NPZ_REQUIRED = ("x_train", "y_train", "x_test", "y_test")
 
 
 def load_npz(
-    path: str | os.PathLike, *, val_size: int = 5000,
+    path: str | os.PathLike, *, val_size: int | None = None,
     image_size: int | tuple[int, int] | None = None, **kwargs: Any,
 ) -> Dataset:
     """Loads an `.npz` with x_train, y_train, x_test, y_test (and optionally x_val, y_val)."""
