@@ -27,6 +27,9 @@ _BUILTIN: dict[str, str] = {
     "convnet": "lfe.models.convnet:ConvNet",
     "resnet9v2": "lfe.models.resnet9v2:ResNet9V2",
     "efficientnetv2_s": "lfe.models.efficientnetv2:EfficientNetV2",
+    "wideresnet28_10": "lfe.models.wideresnet:WideResNet",
+    "seresnext29": "lfe.models.seresnext:SEResNeXt",
+    "davidnet": "lfe.models.davidnet:DavidNet",
 }
 
 _REGISTRY: dict[str, ModelCtor | str] = dict(_BUILTIN)

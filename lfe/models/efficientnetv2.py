@@ -48,7 +48,7 @@ _conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "truncated_normal"
 _depthwise_init = nn.initializers.variance_scaling(
     2.0, "fan_out", "truncated_normal", in_axis=-1, out_axis=-2
 )
-_head_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_out", "uniform")
+HEAD_KERNEL_INIT = nn.initializers.variance_scaling(1.0 / 3.0, "fan_out", "uniform")
 
 
 def _conv_bn(train: bool, dt: dict) -> tuple[Any, Any]:
@@ -187,4 +187,4 @@ class EfficientNetV2(nn.Module):
         x = nn.swish(bn(name="top_bn")(x))
         x = x.mean(axis=(1, 2))
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        return nn.Dense(self.num_classes, kernel_init=_head_init, name="predictions", **dt)(x)
+        return nn.Dense(self.num_classes, kernel_init=HEAD_KERNEL_INIT, name="predictions", **dt)(x)
