@@ -101,3 +101,19 @@ def test_table3_tau_matches_scipy():
 def test_ordered_puts_paper_labels_first_then_numbers():
     assert report.ordered(["112", "32", "-", "48", "zz"], ("-",)) == ["-", "32", "48", "112",
                                                                       "zz"]
+
+
+def test_report_mode_on_a_transfer_run_directory(tmp_path):
+    from configs import report as report_config
+    from lfe import main
+
+    c = surrogate_study.get_config("runlocal")
+    c.train_fn = "tests.fake_training:train"
+    transfer.run(c, str(tmp_path))
+    files = main.dispatch(report_config.get_config(), str(tmp_path))
+    names = sorted(p.rsplit("/", 1)[-1] for p in files)
+    assert names == ["README.md", "run.csv", "run.md"]
+    readme = (tmp_path / "report" / "README.md").read_text()
+    assert "Table 3" in readme and "| setting | convnet |" in readme
+    with pytest.raises(ValueError, match="nothing to report"):
+        main.dispatch(report_config.get_config(), str(tmp_path / "cells"))
