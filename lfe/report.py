@@ -52,12 +52,14 @@ def loss_table(title: str, losses: list[str], columns: dict[str, dict[str, list[
                paper: dict[str, dict[str, str]] | None = None, note: str = "") -> Table:
     """Tables 4 and 8–11: rows ``losses``, for each column title ``columns[title][loss]`` the
     accuracies (%) of its runs; ``p_values`` adds Welch's test vs ``baseline`` per column
-    ("greater" and/or "two-sided"); ``paper[title][loss]`` adds the published value."""
+    ("greater" and/or "two-sided"); ``paper[title][loss]`` adds the published value. The CSV
+    also holds a 95% bootstrap confidence interval of each mean."""
     paper = paper or {}
     header, csv_header = ["loss"], ["loss"]
     for title_ in columns:
         header += [f"{title_} (runs)", title_] + [P_TITLES[a] for a in p_values]
-        csv_header += [f"{title_} runs", f"{title_} mean", f"{title_} std"]
+        csv_header += [f"{title_} runs", f"{title_} mean", f"{title_} std",
+                       f"{title_} ci95 low", f"{title_} ci95 high"]
         csv_header += [f"{title_} {P_TITLES[a]}" for a in p_values]
         if title_ in paper:
             header.append(f"{title_} (paper)")
@@ -72,7 +74,7 @@ def loss_table(title: str, losses: list[str], columns: dict[str, dict[str, list[
             s = stats.summarize(values)
             cell = _mean_std(values)
             row += [str(s.n), f"**{cell}**" if s.n and s.mean == best[t] else cell]
-            raw += [s.n, s.mean, s.std]
+            raw += [s.n, s.mean, s.std, *stats.bootstrap_ci(values)]
             for alternative in p_values:
                 p = None if loss == baseline else stats.welch(values, base, alternative)
                 row.append(stats.format_p(p))

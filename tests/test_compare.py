@@ -62,9 +62,9 @@ def test_results_table_statistics_match_scipy():
     table = compare.results_table(cells, c)
     row = table.csv_rows[1]
     assert row[2] == pytest.approx(nl.mean()) and row[3] == pytest.approx(nl.std(ddof=1))
-    assert row[4] == pytest.approx(
+    assert row[6] == pytest.approx(
         sps.ttest_ind(nl, ce, equal_var=False, alternative="greater").pvalue)
-    assert row[5] == pytest.approx(sps.ttest_ind(nl, ce, equal_var=False).pvalue)
+    assert row[7] == pytest.approx(sps.ttest_ind(nl, ce, equal_var=False).pvalue)
     md = report.to_markdown(table)
     assert md.count("**") == 2 and "| cross_entropy | 5 |" in md
     assert "| neuroloss1 | 5 | **" in md and "58.711 ± 0.455" in md

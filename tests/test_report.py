@@ -51,9 +51,12 @@ def test_table8_layout_columns_bold_and_p_values():
     nl2, ce = final("neuroloss2", "davidnet__cifar10__cutout"), \
         final("cross_entropy", "davidnet__cifar10__cutout")
     p = sps.ttest_ind(nl2, ce, equal_var=False, alternative="greater").pvalue
-    assert t.csv_rows[1][4] == pytest.approx(p)
+    assert t.csv_header[1:7] == ["cutout runs", "cutout mean", "cutout std", "cutout ci95 low",
+                                 "cutout ci95 high", "cutout p (> CE, one-sided)"]
+    assert t.csv_rows[1][6] == pytest.approx(p)
     assert t.csv_rows[1][2] == pytest.approx(np.mean(nl2))
     assert t.csv_rows[1][3] == pytest.approx(np.std(nl2, ddof=1))
+    assert t.csv_rows[1][4] < np.mean(nl2) < t.csv_rows[1][5]
     md = report.to_markdown(t)
     assert md.startswith("## Table 8") and "| neuroloss1 | 5 | **" in md
 
