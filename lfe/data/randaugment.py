@@ -270,12 +270,20 @@ def randaugment(
                                                    magnitude=magnitude))(keys, images)
 
 
+def apply_op_index(
+    index: jax.Array | int, rng: jax.Array, images: jax.Array, *, magnitude: float
+) -> jax.Array:
+    """Applies op `OP_NAMES[index]` (may be traced: one compilation serves all ops) to every
+    image of [B, H, W, 3], with per-example signs and Cutout centres from `rng`."""
+    ops = branches(magnitude)
+    keys = jax.random.split(rng, images.shape[0])
+    return jax.vmap(lambda k, x: jax.lax.switch(index, ops, x, _draw(k, x.shape)))(
+        keys, to_levels(images))
+
+
 def apply_op(
     name: str, rng: jax.Array, images: jax.Array, *, magnitude: float
 ) -> jax.Array:
-    """Applies the single RandAugment op `name` to every image of [B, H, W, 3] (per-example
-    signs and Cutout centres from `rng`); for visual checks and tests."""
-    op = branches(magnitude)[op_index(name)]
-    keys = jax.random.split(rng, images.shape[0])
-    levels = to_levels(images)
-    return jax.vmap(lambda k, x: op(x, _draw(k, x.shape)))(keys, levels)
+    """Applies the single RandAugment op `name` (see `apply_op_index`); for visual checks and
+    tests."""
+    return apply_op_index(op_index(name), rng, images, magnitude=magnitude)
