@@ -108,7 +108,9 @@ def build_cells(config) -> list[cells.Cell]:
 def run(config, workdir: str) -> list[report.Table]:
     todo = build_cells(config)
     os.makedirs(workdir, exist_ok=True)
-    cells.claim_workdir(workdir, config, ("settings", "losses", "variants", "seeds"))
+    # a cell is its (setting, loss, seed): more seeds or losses only add cells, but a setting
+    # or variant that changes under the same name would mix two experiments in one column
+    cells.claim_workdir(workdir, config, ("settings", "variants"))
     done = cells.run_cells(todo, os.path.join(workdir, "cells"), config.executor,
                            config.get("workers") or None, label=f"transfer ({workdir})")
     tables = report.transfer_tables(list(done.values()), cells.to_plain(config))

@@ -47,8 +47,12 @@ def test_grid_records_every_cell_once_and_resumes(tmp_path, monkeypatch):
     transfer.run(c, str(tmp_path / "t"))
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(lines) == 11 and lines[-1]["loss"] == "neuroloss2"
+    # more seeds only add cells; a changed setting is refused
     c.seeds = 3
-    with pytest.raises(ValueError, match="different seeds"):
+    transfer.run(c, str(tmp_path / "t"))
+    assert len(log.read_text().splitlines()) == 11 + 5
+    c.settings["efficientnetv2_s__cifar10__default"].protocol.steps = 61
+    with pytest.raises(ValueError, match="different settings"):
         transfer.run(c, str(tmp_path / "t"))
 
 
