@@ -4,7 +4,8 @@
 traces exactly the ops the loss uses (no dead branches whose NaNs could poison gradients, see
 SPEC.md). ``evaluate_batch`` computes the graph outputs of many genomes at once, with genomes as
 integer arrays: ``lax.switch`` over the op set per node, ``vmap`` over genomes. It is what the
-integrity check uses; it computes values only, never gradients.
+integrity check uses; ``evaluate_one`` is its differentiable per-genome form (population training,
+``lfe.population``).
 """
 
 from __future__ import annotations
@@ -95,6 +96,15 @@ def _evaluate_one(ops, args, order, y, yhat, *, branches):
     for k in range(N_HIDDEN):
         values = node(values, order[k])
     return node(values, ROOT)[ROOT]
+
+
+def evaluate_one(ops, args, order, y, yhat, *, op_set: str = "paper"):
+    """Graph output of one encoded genome (``encode`` rows ``ops [5]``, ``args [5,2]``,
+    ``order [4]``) on ``y``, ``yhat`` of one shape; differentiable, and ``vmap``-able over
+    genomes (a batched ``lax.switch`` feeds each unselected op stop-gradient inputs, so its NaN or
+    Inf cannot reach the gradient)."""
+    return _evaluate_one(ops, args, order, y, yhat,
+                         branches=_branches(ops_lib.get_op_set(op_set)))
 
 
 @functools.partial(jax.jit, static_argnames=("op_set",))
