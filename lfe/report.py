@@ -168,12 +168,14 @@ def ordered(labels, preferred=()) -> list[str]:
 
 def _values(records: list[dict], final: bool) -> tuple[list[str], dict[str, dict[str, list]]]:
     """(losses in table order, setting -> loss -> accuracies in %)."""
-    order = sorted({(r.get("loss_index", 0), r["loss"]) for r in records})
+    index: dict[str, int] = {}  # a loss added to a grid later may carry another index
+    for r in records:
+        index[r["loss"]] = min(index.get(r["loss"], 1 << 30), r.get("loss_index", 0))
     values: dict[str, dict[str, list]] = {}
     for r in sorted(records, key=lambda r: r["seed"]):
         values.setdefault(r["setting"], {}).setdefault(r["loss"], []).append(
             100 * cells.accuracy(r, final=final))
-    return [name for _, name in order], values
+    return sorted(index, key=lambda n: (index[n], n)), values
 
 
 def transfer_tables(records: list[dict], config: dict) -> list[Table]:
