@@ -54,13 +54,13 @@ def _settings(table: str, local: bool) -> ml_collections.ConfigDict:
         cifar = ["cifar10"]
     else:
         arch, cifar = {}, ["cifar10", "cifar100"]
-    if table == "table8":
-        davidnet = arch.get("davidnet") or architecture("davidnet")
-        return transfer.grid({"davidnet": davidnet}, cifar, {
-            "cutout": {"augment": "davidnet_cutout"},
-            "cutmix": {"augment": "davidnet_cutmix",
-                       **({} if local else {"weight_decay": architecture(
-                           "davidnet", "cutmix")["weight_decay"]})}})
+    if table == "table8":  # App. D: the CutMix protocol differs in augmentation and decay
+        if local:
+            cutout, cutmix = {**arch["davidnet"], "augment": "davidnet_cutout"}, \
+                {"augment": "davidnet_cutmix"}
+        else:
+            cutout, cutmix = architecture("davidnet", "cutout"), architecture("davidnet", "cutmix")
+        return transfer.grid({"davidnet": cutout}, cifar, {"cutout": {}, "cutmix": cutmix})
     if table == "table9":
         names = ("efficientnetv2_s", "wideresnet28_10") if local else \
             ("efficientnetv2_s", "wideresnet28_10", "seresnext29")
