@@ -17,19 +17,22 @@ For a batch of candidate genomes, in order:
    printed equation must differ from every archived one (``duplicate_equation``).
 
 The check runs in the evolution controller, which stays JAX-free (DESIGN.md): everything here is
-NumPy on the genomes' integer arrays. Step 1 is vectorised over the batch, so the ~90% of random
-genomes it rejects cost almost nothing. Step 2 evaluates each distinct sub-expression of the batch
-once (genomes share many), level by level, with one NumPy call per op and level, using the ops'
-NumPy forms exactly as ``lfe.reference`` does per genome, so phenotypes are bit-identical to it.
-Step 3 is vectorised over the distinct phenotypes. Step 4 finds close pairs exactly: the triangle
-inequality on the L2 norms, then a few coordinates, bound which pairs can be within 0.01; only
-those get the float64 distance.
+NumPy on the genomes' integer arrays. Step 1 is a table look-up per genome (the graph facts of
+every wiring are tabulated once), so the ~90% of random genomes it rejects cost almost nothing.
+Step 2 evaluates each distinct sub-expression of the batch once (genomes share many), level by
+level, with one NumPy call per op and level, using the ops' NumPy forms exactly as
+``lfe.reference`` does per genome, so phenotypes are bit-identical to it; level 1 (ops on the
+inputs) comes from a table computed once per op set. Step 3 is vectorised over the distinct
+phenotypes. Step 4 is ``lfe.novelty``: exact, comparing only pairs that the triangle inequality on
+the norms cannot separate, and within a batch only against candidates accepted earlier in it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
+import operator
 
 import numpy as np
 
@@ -37,10 +40,10 @@ from lfe import genome as genome_lib
 from lfe import ops as ops_lib
 from lfe.equation import _TEXT_INPUTS
 from lfe.genome import N_HIDDEN, N_INPUTS, N_NODES, ROOT, Genome
+from lfe.novelty import NOVELTY_THRESHOLD, Accepted, Archive, near_pairs  # noqa: F401 (API)
 from lfe.ops import EPS
 
 N_POINTS = 1000
-NOVELTY_THRESHOLD = 0.01
 MAX_ZERO_STEPS = 10
 NEAR_HALF = (490, 509)  # inclusive index range of an optimum "within 1% of yhat = 0.5"
 FLAT_RANGE = 1e-4  # curves with max-min below this are not rescaled
@@ -74,56 +77,95 @@ def phenotype_of(f, n: int = N_POINTS, p: np.ndarray | None = None) -> np.ndarra
 
 # --------------------------------------------------------------------------- step 1: structure
 
-def structure(ops: np.ndarray, args: np.ndarray, opset: ops_lib.OpSet
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """Step 1 on encoded genomes (``genome.to_arrays``): ``ops [B, 5]``, ``args [B, 5, 2]``.
-
-    Returns ``codes [B]`` (0, or the code of cycle / missing_y / missing_yhat) and ``depth
-    [B, 5]``: for each hidden node and the root, 0 if inactive, else the length of the longest
-    path from it down to an input (meaningful for acyclic genomes only). Node sets are bit masks
-    (bits 0–3 the inputs, 4–7 the hidden nodes), so each step is a few integer array ops.
-    """
-    binary = ops >= opset.n_unary
-    masks = (1 << args[..., 0].astype(np.int64)) | np.where(
-        binary, 1 << np.where(binary, args[..., 1], 0).astype(np.int64), 0)
-    reads = [masks[:, s] >> N_INPUTS for s in range(N_NODES)]  # hidden nodes each slot reads
+def _graph(reads: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The graph facts of wirings given as ``reads[s] [K]``: the hidden nodes (bits 0–3) that
+    slot ``s`` (h0–h3, root) reads. Returns ``on [K, 5]`` (active; the root always is),
+    ``cycle [K]`` (a cycle among active nodes) and ``depth [K, 5]`` (0 if inactive, else the
+    longest path down to an input; meaningful for acyclic wirings only)."""
     bit = [1 << s for s in range(N_HIDDEN)]
     active = reads[N_HIDDEN].copy()  # hidden nodes reachable from the root
     for _ in range(N_HIDDEN - 1):
         for s in range(N_HIDDEN):
             active |= np.where(active & bit[s], reads[s], 0)
-    on = [(active & bit[s]) != 0 for s in range(N_HIDDEN)]
-    inputs = masks[:, N_HIDDEN] & 0xF
-    reach = []  # hidden nodes reachable from each active hidden node
-    for s in range(N_HIDDEN):
-        inputs |= np.where(on[s], masks[:, s] & 0xF, 0)
-        reach.append(np.where(on[s], reads[s], 0))
+    on = [(active & bit[s]) != 0 for s in range(N_HIDDEN)] + [np.ones(len(active), bool)]
+    reach = [np.where(on[s], reads[s], 0) for s in range(N_HIDDEN)]  # from each active node
     for _ in range(N_HIDDEN - 1):
         for s in range(N_HIDDEN):
             for t in range(N_HIDDEN):
                 reach[s] |= np.where(reach[s] & bit[t], reach[t], 0)
-    cycle = np.zeros(len(ops), bool)
-    for s in range(N_HIDDEN):
-        cycle |= (reach[s] & bit[s]) != 0
-    codes = np.select([cycle, (inputs & (1 << genome_lib.Y)) == 0,
-                       (inputs & (1 << genome_lib.YHAT)) == 0],
-                      [_CODE["cycle"], _CODE["missing_y"], _CODE["missing_yhat"]], 0)
-    depth = np.zeros((N_NODES, len(ops)), np.int64)
+    cycle = np.any([(reach[s] & bit[s]) != 0 for s in range(N_HIDDEN)], axis=0)
+    depth = np.zeros((N_NODES, len(active)), np.int64)
     for _ in range(N_HIDDEN):
-        for s in range(N_HIDDEN + 1):
-            below = np.zeros(len(ops), np.int64)
+        for s in range(N_NODES):
+            below = np.zeros(len(active), np.int64)
             for t in range(N_HIDDEN):
                 below = np.maximum(below, np.where(reads[s] & bit[t], depth[t], 0))
-            depth[s] = np.where(on[s], 1 + below, 0) if s < N_HIDDEN else 1 + below
-    return codes, depth.T
+            depth[s] = np.where(on[s], 1 + below, 0)
+    return np.stack(on, 1), cycle, depth.T
+
+
+@functools.cache
+def _tables() -> tuple[np.ndarray, ...]:
+    """Step 1 as look-ups. A hidden slot never reads itself, so it reads a subset of the 3 other
+    hidden nodes (3 bits) and the root a subset of all 4: a wiring is a 16-bit key. Returns
+    ``part [5, 9, 9]`` (slot, first arg + 1, second arg + 1 → that slot's share of the key),
+    ``inputs [9, 9]`` (args + 1 → the input bits they read), and per key ``on``, ``cycle``,
+    ``depth`` (from ``_graph``)."""
+    part = np.zeros((N_NODES, ROOT + 1, ROOT + 1), np.int64)
+    inputs = np.zeros((ROOT + 1, ROOT + 1), np.int64)
+    for a, b in itertools.product(range(-1, ROOT), repeat=2):
+        hidden = sum(1 << (x - N_INPUTS) for x in {a, b} if x >= N_INPUTS)
+        inputs[a + 1, b + 1] = sum(1 << x for x in {a, b} if 0 <= x < N_INPUTS)
+        for s in range(N_HIDDEN):  # drop bit s (never set), pack the other three
+            low = hidden & ((1 << s) - 1)
+            part[s, a + 1, b + 1] = (low | (hidden >> (s + 1) << s)) << (3 * s)
+        part[N_HIDDEN, a + 1, b + 1] = hidden << (3 * N_HIDDEN)
+    keys = np.arange(1 << (3 * N_HIDDEN + N_HIDDEN))
+    reads = []
+    for s in range(N_HIDDEN):
+        packed = (keys >> (3 * s)) & 7
+        reads.append((packed & ((1 << s) - 1)) | (packed >> s << (s + 1)))
+    reads.append(keys >> (3 * N_HIDDEN))
+    on, cycle, depth = _graph(reads)
+    return part, inputs, on, cycle, depth
+
+
+def structure(args: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Step 1 on encoded genomes' arguments ``args [B, 5, 2]`` (``-1`` = no second argument).
+
+    Returns ``codes [B]`` (0, or the code of cycle / missing_y / missing_yhat) and ``depth
+    [B, 5]``: for each hidden node and the root, 0 if inactive, else the length of the longest
+    path from it down to an input (meaningful for acyclic genomes only).
+    """
+    part, inputs, on_of, cycle_of, depth_of = _tables()
+    first, second = args[..., 0] + 1, args[..., 1] + 1
+    key = part[np.arange(N_NODES), first, second].sum(1)
+    on = on_of[key]
+    used = np.bitwise_or.reduce(np.where(on, inputs[first, second], 0), axis=1)
+    codes = np.select([cycle_of[key], (used & (1 << genome_lib.Y)) == 0,
+                       (used & (1 << genome_lib.YHAT)) == 0],
+                      [_CODE["cycle"], _CODE["missing_y"], _CODE["missing_yhat"]], 0)
+    return codes, depth_of[key]
+
+
+_chain = itertools.chain.from_iterable
+
+
+def encode_args(genomes: list[Genome]) -> np.ndarray:
+    """The genomes' arguments ``[B, 5, 2]`` int64, in one pass (on the hot path)."""
+    return np.fromiter(_chain(_chain(map(operator.attrgetter("args"), genomes))), np.int64,
+                       len(genomes) * 2 * N_NODES).reshape(len(genomes), N_NODES, 2)
+
+
+def encode_ops(genomes: list[Genome]) -> np.ndarray:
+    """The genomes' op indices ``[B, 5]`` int64."""
+    return np.fromiter(_chain(map(operator.attrgetter("ops"), genomes)), np.int64,
+                       len(genomes) * N_NODES).reshape(len(genomes), N_NODES)
 
 
 def encode(genomes: list[Genome]) -> tuple[np.ndarray, np.ndarray]:
-    """``genome.to_arrays`` for a list of genomes, flattened in one pass (it is on the hot path)."""
-    flat = np.fromiter(itertools.chain.from_iterable(
-        g.ops + g.args[0] + g.args[1] + g.args[2] + g.args[3] + g.args[4] for g in genomes),
-        np.int64, len(genomes) * 3 * N_NODES).reshape(len(genomes), 3 * N_NODES)
-    return flat[:, :N_NODES], flat[:, N_NODES:].reshape(len(genomes), N_NODES, 2)
+    """``genome.to_arrays``: ``(ops [B, 5], args [B, 5, 2])``."""
+    return encode_ops(genomes), encode_args(genomes)
 
 
 def structural_reason(g: Genome) -> str | None:
@@ -146,8 +188,9 @@ class Expressions:
     """The distinct expressions of a batch, as a table of nodes (plain arrays).
 
     Node ``i`` is input ``i`` for i < 4, else op ``op[i]`` applied to nodes ``first[i]`` (and
-    ``second[i]``, -1 for unary ops). ``values [n, 2000]`` holds each node's output at the
-    phenotype points, class 0 then class 1. Genome ``g``'s loss is node ``root[g]``.
+    ``second[i]``, -1 for unary ops); a node's arguments have smaller ids. ``values [n, 2000]``
+    holds each node's output at the phenotype points, class 0 then class 1. Genome ``g``'s loss
+    is node ``root[g]``. ``levels`` are the ``(start, stop)`` id ranges of the levels ≥ 1.
     """
 
     op: np.ndarray
@@ -155,21 +198,68 @@ class Expressions:
     second: np.ndarray
     values: np.ndarray
     root: np.ndarray
+    levels: tuple[tuple[int, int], ...]
 
     def phenotypes(self, nodes: np.ndarray) -> np.ndarray:
         """Raw phenotypes ``[len(nodes), 1000]``: the sum over the two classes."""
-        v = self.values[nodes]
-        return v[:, :N_POINTS] + v[:, N_POINTS:]
+        return np.add(self.values[nodes, :N_POINTS], self.values[nodes, N_POINTS:])
 
-    def text(self, node: int, opset: ops_lib.OpSet, memo: dict[int, str]) -> str:
-        """The inline equation of a node, as ``equation.text`` prints it (tested equal)."""
-        if node < N_INPUTS:
-            return _TEXT_INPUTS[node]
-        if node not in memo:
-            a = self.text(int(self.first[node]), opset, memo)
-            b = self.text(int(self.second[node]), opset, memo) if self.second[node] >= 0 else ""
-            memo[node] = opset.ops[int(self.op[node])].text.format(a=a, b=b)
-        return memo[node]
+    def texts(self, nodes: np.ndarray, opset: ops_lib.OpSet) -> list[str]:
+        """The inline equations of ``nodes``, as ``equation.text`` prints them (tested equal):
+        each node they use is formatted once, arguments first."""
+        need = np.zeros(len(self.op), bool)
+        need[nodes] = True
+        for lo, hi in reversed(self.levels):  # mark what the wanted nodes use, top down
+            used = np.arange(lo, hi)[need[lo:hi]]
+            need[self.first[used]] = True
+            need[self.second[used][self.second[used] >= 0]] = True
+        text = list(_TEXT_INPUTS) + [""] * (len(self.op) - N_INPUTS)
+        template = [o.text for o in opset.ops]
+        op, first, second = self.op.tolist(), self.first.tolist(), self.second.tolist()
+        for n in (np.flatnonzero(need[N_INPUTS:]) + N_INPUTS).tolist():
+            text[n] = template[op[n]].format(a=text[first[n]], b=text[second[n]])
+        return [text[n] for n in nodes.tolist()]
+
+
+@functools.cache
+def _level_one(op_set: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every node an op set can build from the inputs alone (27 × 4 unary, 7 × 12 binary):
+    ``(index [n_ops, 4, 5] → its row (a, b + 1), nodes [K, 3] (op, a, b), values [K, 2000])``,
+    computed once per process with the same NumPy calls as ``evaluate``."""
+    opset = ops_lib.get_op_set(op_set)
+    index = np.full((len(opset), N_INPUTS, N_INPUTS + 1), -1, np.int64)
+    nodes = [(o, a, b) for o in range(len(opset)) for a in range(N_INPUTS)
+             for b in ([-1] if o < opset.n_unary else [b for b in range(N_INPUTS) if b != a])]
+    nodes = np.array(nodes, np.int64)
+    index[nodes[:, 0], nodes[:, 1], nodes[:, 2] + 1] = np.arange(len(nodes))
+    inputs = _input_values()
+    values = np.empty((len(nodes), 2 * N_POINTS), np.float32)
+    bounds = np.flatnonzero(np.diff(nodes[:, 0])) + 1
+    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(nodes)], strict=True):
+        _apply(opset, int(nodes[lo, 0]), inputs, nodes[lo:hi, 1], nodes[lo:hi, 2],
+               values[lo:hi])
+    return index, nodes, values
+
+
+def _input_values() -> np.ndarray:
+    """``[4, 2000]``: y, yhat, 1, -1 at the phenotype points, class 0 then class 1."""
+    y, yhat = phenotype_inputs()
+    return np.stack([y, yhat, np.ones_like(y), -np.ones_like(y)]).transpose(
+        0, 2, 1).reshape(N_INPUTS, -1)
+
+
+def _apply(opset: ops_lib.OpSet, o: int, values: np.ndarray, first: np.ndarray,
+           second: np.ndarray, out: np.ndarray) -> None:
+    """``out[k] = op o (values[first[k]], values[second[k]])`` with the op's NumPy form, as
+    ``reference.phenotype`` calls it (a ufunc writes into ``out`` directly; same loop, same
+    bits)."""
+    fn = opset.ops[o].np_fn
+    operands = (values[first],) if o < opset.n_unary else (values[first], values[second])
+    with np.errstate(all="ignore"):
+        if isinstance(fn, np.ufunc):
+            fn(*operands, out=out)
+        else:
+            out[...] = fn(*operands)
 
 
 def evaluate(ops: np.ndarray, args: np.ndarray, depth: np.ndarray, opset: ops_lib.OpSet
@@ -179,46 +269,48 @@ def evaluate(ops: np.ndarray, args: np.ndarray, depth: np.ndarray, opset: ops_li
     Nodes are evaluated level by level (``depth`` from ``structure``); a node's key is its op and
     the ids of its arguments, so equal sub-expressions of different genomes get one id and one
     computation: one NumPy call per op and level, with the ops' NumPy forms in float32 exactly
-    as ``reference.phenotype`` calls them, so values are bit-identical to it.
+    as ``reference.phenotype`` calls them, so values are bit-identical to it. Level 1 (ops on
+    the inputs) comes from a per-op-set table computed once.
     """
-    y, yhat = phenotype_inputs()
+    index, one, one_values = _level_one(opset.name)
     n = len(ops)
-    values = np.empty((N_INPUTS + N_NODES * n, 2 * N_POINTS), np.float32)
-    values[:N_INPUTS] = np.stack([y, yhat, np.ones_like(y), -np.ones_like(y)]).transpose(
-        0, 2, 1).reshape(N_INPUTS, -1)
-    node_op, node_first, node_second = [np.full(N_INPUTS, -1)], [np.full(N_INPUTS, -1)], \
-        [np.full(N_INPUTS, -1)]
-    size = N_INPUTS
+    base = N_INPUTS + len(one)
+    values = np.empty((base + N_NODES * n, 2 * N_POINTS), np.float32)
+    values[:N_INPUTS] = _input_values()
+    values[N_INPUTS:base] = one_values
+    node_op, node_first, node_second = [np.full(N_INPUTS, -1), one[:, 0]], \
+        [np.full(N_INPUTS, -1), one[:, 1]], [np.full(N_INPUTS, -1), one[:, 2]]
+    levels = [(N_INPUTS, base)]
+    size = base
     ids = np.zeros((n, ROOT + 1), np.int64)
     ids[:, :N_INPUTS] = np.arange(N_INPUTS)
     unary = ops < opset.n_unary
-    with np.errstate(all="ignore"):
-        for level in range(1, N_NODES + 1):
-            g, s = np.nonzero(depth == level)
-            if len(g) == 0:
-                continue
-            first = ids[g, args[g, s, 0]]
-            second = np.where(unary[g, s], -1, ids[g, np.maximum(args[g, s, 1], 0)])
-            span = size + 1
-            keys = (ops[g, s] * span + first) * (span + 1) + second + 1
-            unique, where = np.unique(keys, return_inverse=True)  # sorted by op first
-            u_second = unique % (span + 1) - 1
-            u_first = unique // (span + 1) % span
-            u_op = unique // (span + 1) // span
-            bounds = np.flatnonzero(np.diff(u_op)) + 1
-            for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(unique)], strict=True):
-                o = int(u_op[lo])
-                fn = opset.ops[o].np_fn
-                a = values[u_first[lo:hi]]
-                values[size + lo: size + hi] = (fn(a) if o < opset.n_unary
-                                                else fn(a, values[u_second[lo:hi]]))
-            ids[g, N_INPUTS + s] = size + where
-            node_op.append(u_op)
-            node_first.append(u_first)
-            node_second.append(u_second)
-            size += len(unique)
+    g, s = np.nonzero(depth == 1)
+    ids[g, N_INPUTS + s] = N_INPUTS + index[ops[g, s], args[g, s, 0], args[g, s, 1] + 1]
+    for level in range(2, N_NODES + 1):
+        g, s = np.nonzero(depth == level)
+        if len(g) == 0:
+            continue
+        first = ids[g, args[g, s, 0]]
+        second = np.where(unary[g, s], -1, ids[g, np.maximum(args[g, s, 1], 0)])
+        span = size + 1
+        keys = (ops[g, s] * span + first) * (span + 1) + second + 1
+        unique, where = np.unique(keys, return_inverse=True)  # sorted by op first
+        u_second = unique % (span + 1) - 1
+        u_first = unique // (span + 1) % span
+        u_op = unique // (span + 1) // span
+        bounds = np.flatnonzero(np.diff(u_op)) + 1
+        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(unique)], strict=True):
+            _apply(opset, int(u_op[lo]), values, u_first[lo:hi], u_second[lo:hi],
+                   values[size + lo: size + hi])
+        ids[g, N_INPUTS + s] = size + where
+        node_op.append(u_op)
+        node_first.append(u_first)
+        node_second.append(u_second)
+        levels.append((size, size + len(unique)))
+        size += len(unique)
     return Expressions(np.concatenate(node_op), np.concatenate(node_first),
-                       np.concatenate(node_second), values[:size], ids[:, ROOT])
+                       np.concatenate(node_second), values[:size], ids[:, ROOT], tuple(levels))
 
 
 # --------------------------------------------------------------------------- step 3: shape rule
@@ -234,21 +326,22 @@ def shape_rules(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     finite = np.isfinite(raw).all(1)
     with np.errstate(invalid="ignore", over="ignore"):
         d = np.diff(raw, axis=1)
-    up = d > 0
-    nonzero = up | (d < 0)
-    zeros = n - nonzero.sum(1)
+    up, down = d > 0, d < 0
+    zeros = n - np.count_nonzero(up, axis=1) - np.count_nonzero(down, axis=1)
     plateau = (zeros > MAX_ZERO_STEPS) | (zeros == n)
-    # Zero steps take the previous step's sign (leading ones the first non-zero sign); only
-    # the few curves with 1..10 zero steps need the fill.
-    filled = up
-    gaps = np.nonzero((zeros > 0) & ~plateau)[0]
+    changes = np.count_nonzero(up[:, 1:] != up[:, :-1], axis=1)
+    rising = up[:, 0].copy()
+    # Zero steps take the previous step's sign (leading ones the first non-zero sign), so they
+    # never change sign: on the few curves with 1..10 of them, count the changes between
+    # consecutive non-zero steps, and take the first non-zero step's direction.
+    gaps = np.flatnonzero((zeros > 0) & ~plateau & finite)
     if len(gaps):
-        last = np.maximum.accumulate(np.where(nonzero[gaps], np.arange(n), -1), axis=1)
-        last = np.where(last < 0, np.argmax(nonzero[gaps], axis=1)[:, None], last)
-        filled = up.copy()
-        filled[gaps] = np.take_along_axis(up[gaps], last, axis=1)
-    changes = (filled[:, 1:] != filled[:, :-1]).sum(1)
-    rising = filled[:, 0]
+        nonzero = up[gaps] | down[gaps]
+        row, _ = np.nonzero(nonzero)
+        steps = up[gaps][nonzero]  # the non-zero steps' directions, row after row
+        turn = (steps[1:] != steps[:-1]) & (row[1:] == row[:-1])
+        changes[gaps] = np.bincount(row[1:][turn], minlength=len(gaps))
+        rising[gaps] = steps[np.searchsorted(row, np.arange(len(gaps)))]
     flip = ((changes == 0) & ~rising) | ((changes == 1) & rising)
     signs = np.where(flip, -1, 1)
     lo, hi = NEAR_HALF
@@ -262,13 +355,16 @@ def shape_rules(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def normalise(raw: np.ndarray, signs: np.ndarray) -> np.ndarray:
     """Step 4's curves ``[U, N]`` float32: ``sign * raw`` min–max scaled to [0, 1], left as is
-    when max − min < 1e-4 (computed as ``reference.normalise`` does, bit for bit)."""
+    when max − min < 1e-4 (computed as ``reference.normalise`` does, bit for bit: in float32,
+    by the float64 span rounded to float32)."""
     curve = raw * signs[:, None].astype(np.float32)
     lo, hi = curve.min(1), curve.max(1)
     span = hi.astype(np.float64) - lo.astype(np.float64)
     flat = span < FLAT_RANGE
-    scaled = (curve - lo[:, None]) / np.where(flat, 1.0, span).astype(np.float32)[:, None]
-    return np.where(flat[:, None], curve, scaled)
+    # x - 0 and x / 1 are exact, so flat curves pass through unchanged
+    curve -= np.where(flat, np.float32(0), lo)[:, None]
+    curve /= np.where(flat, 1.0, span).astype(np.float32)[:, None]
+    return curve
 
 
 def shape_rule(ph: np.ndarray) -> tuple[str, int, np.ndarray]:
@@ -284,105 +380,6 @@ def check_term(f) -> tuple[str, int, np.ndarray]:
     Returns ``(reason, sign, normalised phenotype)``; reason is "ok" when the shape is accepted.
     """
     return shape_rule(phenotype_of(f))
-
-
-# --------------------------------------------------------------------------- step 4: novelty
-
-def near_pairs(queries: np.ndarray, keys: np.ndarray, threshold: float = NOVELTY_THRESHOLD,
-               *, key_norms: np.ndarray | None = None, order: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """All ``(i, j)`` with ``|queries[i] - keys[j]|_2 <= threshold``, decided in float64.
-
-    Exact, without comparing every pair: ``| |q| - |k| | <= |q - k|`` (so only keys whose norm is
-    within ``threshold`` of the query's can match, found by binary search in the norm-sorted
-    keys), and the distance over a few coordinates is a lower bound of the full one.
-    ``key_norms`` / ``order`` (norms and their argsort) may be passed in when cached.
-    """
-    empty = np.zeros(0, np.int64)
-    if len(queries) == 0 or len(keys) == 0:
-        return empty, empty
-    if key_norms is None:
-        key_norms = np.sqrt(np.einsum("ij,ij->i", keys, keys, dtype=np.float64))
-    if order is None:
-        order = np.argsort(key_norms, kind="stable")
-    q_norms = np.sqrt(np.einsum("ij,ij->i", queries, queries, dtype=np.float64))
-    slack = threshold * (1 + 1e-6) + 1e-9  # float64 norm error is ~1e-13 here
-    sorted_norms = key_norms[order]
-    start = np.searchsorted(sorted_norms, q_norms - slack, "left")
-    stop = np.searchsorted(sorted_norms, q_norms + slack, "right")
-    counts = stop - start
-    if counts.sum() == 0:
-        return empty, empty
-    i = np.repeat(np.arange(len(queries)), counts)
-    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    j = order[np.repeat(start, counts) + offsets]
-    probe = slice(None, None, 16)  # a sub-vector's distance is a lower bound of the full one
-    partial = queries[:, probe][i].astype(np.float64) - keys[:, probe][j]
-    keep = np.einsum("ij,ij->i", partial, partial) <= slack ** 2
-    i, j = i[keep], j[keep]
-    near = np.zeros(len(i), bool)
-    limit = threshold ** 2
-    for lo in range(0, len(i), 2048):  # bounded memory for clusters of equal curves
-        part = slice(lo, lo + 2048)
-        diff = queries[i[part]] - keys[j[part]]  # float32: decides all but borderline pairs
-        d2 = np.einsum("ij,ij->i", diff, diff, dtype=np.float64)
-        near[part] = d2 <= limit * (1 - 1e-4)
-        unsure = np.nonzero(np.abs(d2 - limit) <= limit * 1e-4)[0] + lo
-        for u in unsure.tolist():  # exactly as the reference decides: float64 difference
-            d = queries[i[u]].astype(np.float64) - keys[j[u]].astype(np.float64)
-            near[u] = np.sqrt(np.dot(d, d)) <= threshold
-    return i[near], j[near]
-
-
-class Archive:
-    """Every normalised phenotype and equation seen, for the novelty rule.
-
-    Plain data: it is rebuilt from genomes on resume (phenotypes are a pure function of them).
-    """
-
-    def __init__(self, n_points: int = N_POINTS):
-        self._data = np.zeros((0, n_points), np.float32)
-        self._norms = np.zeros((0,), np.float64)
-        self._size = 0
-        self._order: np.ndarray | None = None  # argsort of the norms, rebuilt after adds
-        self.equations: set[str] = set()
-
-    def __len__(self) -> int:
-        return self._size
-
-    @property
-    def phenotypes(self) -> np.ndarray:
-        return self._data[: self._size]
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by the phenotype store (its capacity, not just the used rows)."""
-        return self._data.nbytes + self._norms.nbytes
-
-    def add(self, phenotype: np.ndarray, equation: str) -> None:
-        if self._size == len(self._data):
-            grown = np.zeros((max(64, 2 * len(self._data)), self._data.shape[1]), np.float32)
-            grown[: self._size] = self._data[: self._size]
-            norms = np.zeros(len(grown), np.float64)
-            norms[: self._size] = self._norms[: self._size]
-            self._data, self._norms = grown, norms
-        self._data[self._size] = phenotype
-        self._norms[self._size] = np.sqrt(np.dot(self._data[self._size].astype(np.float64),
-                                                 self._data[self._size]))
-        self._size += 1
-        self._order = None
-        self.equations.add(equation)
-
-    def near(self, phenotypes: np.ndarray, threshold: float = NOVELTY_THRESHOLD) -> np.ndarray:
-        """``bool [B]``: whether each phenotype lies within L2 ``threshold`` of an archived one."""
-        norms = self._norms[: self._size]
-        if self._order is None:
-            self._order = np.argsort(norms, kind="stable")
-        i, _ = near_pairs(phenotypes, self.phenotypes, threshold, key_norms=norms,
-                          order=self._order)
-        out = np.zeros(len(phenotypes), bool)
-        out[i] = True
-        return out
 
 
 # --------------------------------------------------------------------------- the check
@@ -419,14 +416,15 @@ def check_batch(genomes: list[Genome], archive: Archive, *, commit: bool = False
     if len(op_sets) != 1:
         raise ValueError(f"check_batch needs one op set per batch, got {sorted(op_sets)}")
     opset = ops_lib.get_op_set(op_sets.pop())
-    ops, args = encode(genomes)
-    codes, depth = structure(ops, args, opset)
+    args = encode_args(genomes)
+    codes, depth = structure(args)
     verdicts: list[Verdict] = [_REJECTED[REASONS[c]] if c else None for c in codes.tolist()]
-    live = np.nonzero(codes == 0)[0]
+    live = np.flatnonzero(codes == 0)
     budget = [np.inf if max_commit is None else max_commit] if commit else [0]
     for start in range(0, len(live), _CHUNK):
         chunk = live[start: start + _CHUNK]
-        _check_live(chunk, evaluate(ops[chunk], args[chunk], depth[chunk], opset), opset,
+        ops = encode_ops([genomes[i] for i in chunk.tolist()])
+        _check_live(chunk, evaluate(ops, args[chunk], depth[chunk], opset), opset,
                     archive, budget, verdicts)
     return verdicts
 
@@ -439,7 +437,12 @@ def _check_live(chunk: np.ndarray, expr: Expressions, opset: ops_lib.OpSet, arch
     roots, which = np.unique(expr.root, return_inverse=True)  # distinct losses
     raw = expr.phenotypes(roots)
     codes, signs = shape_rules(raw)
-    shaped = np.nonzero(codes == 0)[0]
+    failed = codes[which]
+    for i, c in zip(chunk[failed != 0].tolist(), failed[failed != 0].tolist(), strict=True):
+        verdicts[i] = _REJECTED[REASONS[c]]
+    shaped = np.flatnonzero(codes == 0)
+    if len(shaped) == 0:
+        return
     curves = normalise(raw[shaped], signs[shaped])
     # Different expressions can have equal curves: novelty is judged per distinct curve.
     distinct: dict[bytes, int] = {}
@@ -447,33 +450,30 @@ def _check_live(chunk: np.ndarray, expr: Expressions, opset: ops_lib.OpSet, arch
     curve_of[shaped] = [distinct.setdefault(c.tobytes(), len(distinct)) for c in curves]
     first = np.zeros(len(distinct), np.int64)
     first[curve_of[shaped][::-1]] = np.arange(len(shaped))[::-1]
-    in_archive = archive.near(curves[first])
-    close: dict[int, list[int]] = {}  # distinct curves within 0.01 of each other
-    if budget[0] > 0:
-        for a, b in zip(*(x.tolist() for x in near_pairs(curves[first], curves[first])),
-                        strict=True):
-            if a != b:
-                close.setdefault(a, []).append(b)
-    memo: dict[int, str] = {}
-    committed: set[int] = set()
-    for i, r in zip(chunk.tolist(), which.tolist(), strict=True):
-        if codes[r]:
-            verdicts[i] = _REJECTED[REASONS[codes[r]]]
-            continue
-        c = int(curve_of[r])
-        eq = expr.text(int(roots[r]), opset, memo)
-        if eq in archive.equations:
+    unique = curves[first]
+    in_archive = archive.near(unique).tolist()
+    accepted = Accepted(unique)
+    text = dict(zip(shaped.tolist(), expr.texts(roots[shaped], opset), strict=True))
+    curve_of, signs = curve_of.tolist(), signs.tolist()
+    new: list[int] = []
+    new_equations: set[str] = set()
+    step4 = np.flatnonzero(failed == 0)
+    for i, r in zip(chunk[step4].tolist(), which[step4].tolist(), strict=True):
+        eq, c = text[r], curve_of[r]
+        if eq in archive.equations or eq in new_equations:
             reason = "duplicate_equation"
-        elif in_archive[c] or c in committed or not committed.isdisjoint(close.get(c, ())):
+        elif in_archive[c] or accepted.near(c):
             reason = "duplicate_phenotype"
         else:
             reason = "ok"
-        curve = curves[first[c]]
-        verdicts[i] = Verdict(reason == "ok", reason, int(signs[r]), eq, curve)
+        verdicts[i] = Verdict(reason == "ok", reason, signs[r], eq, unique[c])
         if reason == "ok" and budget[0] > 0:
-            archive.add(curve, eq)
-            committed.add(c)
+            accepted.add(c)
+            new.append(c)
+            new_equations.add(eq)
             budget[0] -= 1
+    if new:  # equations are added in a set: their order does not matter
+        archive.extend(unique[new], list(new_equations))
 
 
 def sample_valid(rng: np.random.Generator, n: int, archive: Archive, *, op_set: str = "paper",
