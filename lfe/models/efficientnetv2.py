@@ -17,7 +17,7 @@ Blocks (the first of a stage carries its stride and channel change; the rest are
   mbconv:           Conv in·e (1×1) → BN → swish → depthwise k×k (stride) → BN → swish
                     → SE(in·0.25, swish / sigmoid, with biases) → Conv out (1×1) → BN
   a block with stride 1 and in == out adds its input after stochastic depth (per-example drop of
-  the residual branch with rate `drop_path_rate · b / 41`, b = 0..40 the block's index).
+  the residual branch with rate `drop_path_rate · b / 40`, b = 0..39 the block's index).
 
 As in Keras: convolutions have no bias, BN momentum 0.9 / epsilon 1e-3, convolution kernels
 VarianceScaling(2, fan_out, truncated normal) (depthwise: fan_out = k·k), head
@@ -93,6 +93,12 @@ def block_names(stages: tuple[Stage, ...] = EFFNETV2_S) -> list[str]:
     ]
 
 
+def drop_path_rates(stages: tuple[Stage, ...], drop_path_rate: float) -> list[float]:
+    """Stochastic depth rate of each block: `drop_path_rate · b / n` for block b of n."""
+    total = sum(stage.repeats for stage in stages)
+    return [drop_path_rate * b / total for b in range(total)]
+
+
 class MBConv(nn.Module):
     """One MBConv or FusedMBConv block: [B, H, W, in_features] → [B, H/s, W/s, out_features]."""
 
@@ -166,8 +172,8 @@ class EfficientNetV2(nn.Module):
         x = conv(self.stem_features, (3, 3), strides=(2, 2), name="stem_conv")(x)
         x = nn.swish(bn(name="stem_bn")(x))
         names = iter(block_names(self.stages))
-        total = sum(stage.repeats for stage in self.stages)
-        index, features = 0, self.stem_features
+        rates = iter(drop_path_rates(self.stages, self.drop_path_rate))
+        features = self.stem_features
         for stage in self.stages:
             for j in range(stage.repeats):
                 x = MBConv(
@@ -178,11 +184,11 @@ class EfficientNetV2(nn.Module):
                     kernel=stage.kernel,
                     strides=stage.stride if j == 0 else 1,
                     se_ratio=stage.se_ratio,
-                    drop_rate=self.drop_path_rate * index / total,
+                    drop_rate=next(rates),
                     name=next(names),
                     **dt,
                 )(x, train=train)
-                index, features = index + 1, stage.features
+                features = stage.features
         x = conv(self.head_features, (1, 1), name="top_conv")(x)
         x = nn.swish(bn(name="top_bn")(x))
         x = x.mean(axis=(1, 2))
