@@ -90,3 +90,11 @@ def test_real_transfer_cell_scores_the_test_split(tmp_path, cifar_dir):
     assert record["train_split"] == "train+val" and record["eval_split"] == "test"
     assert record["steps_run"] == 40 and 0.12 < record["final_accuracy"] <= record["accuracy"]
     assert record["final_accuracy"] == record["curve"][-1][2]
+
+
+def test_cells_fan_out_over_a_process_pool(tmp_path):
+    c = fake(surrogate_study.get_config("runlocal"))
+    c.executor, c.workers = "pool", 2
+    transfer.run(c, str(tmp_path))
+    records = cells.read_cells(str(tmp_path / "cells"))
+    assert len(records) == 4 * 4 and all(r["status"] == "ok" for r in records.values())
