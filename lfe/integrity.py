@@ -315,6 +315,11 @@ def evaluate(ops: np.ndarray, args: np.ndarray, depth: np.ndarray, opset: ops_li
 
 # --------------------------------------------------------------------------- step 3: shape rule
 
+def _count(x: np.ndarray) -> np.ndarray:
+    """Row counts of True in ``x [U, N]`` bool (N < 32768), as int64."""
+    return x.view(np.uint8).sum(1, dtype=np.int16).astype(np.int64)
+
+
 def shape_rules(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Step 2's finiteness test and step 3 for phenotypes ``[U, N]``: ``(codes [U], signs [U])``.
 
@@ -324,19 +329,21 @@ def shape_rules(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     n = raw.shape[1] - 1
     finite = np.isfinite(raw).all(1)
-    with np.errstate(invalid="ignore", over="ignore"):
-        d = np.diff(raw, axis=1)
-    up, down = d > 0, d < 0
-    zeros = n - np.count_nonzero(up, axis=1) - np.count_nonzero(down, axis=1)
+    # For finite floats (IEEE, gradual underflow) a - b > 0 iff a > b and a - b == 0 iff a == b,
+    # so the steps' signs are comparisons of neighbours; non-finite curves are rejected first.
+    with np.errstate(invalid="ignore"):
+        up = raw[:, 1:] > raw[:, :-1]
+        flat = raw[:, 1:] == raw[:, :-1]
+    zeros = _count(flat)
     plateau = (zeros > MAX_ZERO_STEPS) | (zeros == n)
-    changes = np.count_nonzero(up[:, 1:] != up[:, :-1], axis=1)
+    changes = _count(up[:, 1:] != up[:, :-1])
     rising = up[:, 0].copy()
     # Zero steps take the previous step's sign (leading ones the first non-zero sign), so they
     # never change sign: on the few curves with 1..10 of them, count the changes between
     # consecutive non-zero steps, and take the first non-zero step's direction.
     gaps = np.flatnonzero((zeros > 0) & ~plateau & finite)
     if len(gaps):
-        nonzero = up[gaps] | down[gaps]
+        nonzero = ~flat[gaps]
         row, _ = np.nonzero(nonzero)
         steps = up[gaps][nonzero]  # the non-zero steps' directions, row after row
         turn = (steps[1:] != steps[:-1]) & (row[1:] == row[:-1])

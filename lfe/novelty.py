@@ -162,6 +162,13 @@ class Accepted:
         self._sorted: list[float] = []  # norms of the accepted curves, ascending
         self._ids: list[int] = []  # the accepted curves in that order
         self._near: set[int] = set()  # accepted, or found near an accepted one (stays so)
+        self._wide: dict[int, np.ndarray] = {}  # float64 copies of the curves compared so far
+
+    def _row(self, c: int) -> np.ndarray:
+        row = self._wide.get(c)
+        if row is None:
+            row = self._wide[c] = self._curves[c].astype(np.float64)
+        return row
 
     def near(self, c: int) -> bool:
         if c in self._near:
@@ -170,7 +177,8 @@ class Accepted:
         lo = bisect.bisect_left(self._sorted, norm - self._slack)
         hi = bisect.bisect_right(self._sorted, norm + self._slack)
         for k in self._ids[lo:hi]:
-            if is_near(self._curves[c], self._curves[k], self._threshold):
+            d = self._row(c) - self._row(k)  # as is_near computes it
+            if np.sqrt(np.dot(d, d)) <= self._threshold:
                 self._near.add(c)
                 return True
         return False
