@@ -2,9 +2,11 @@
 
 A candidate is first trained through the **gate** (ConvNet, 32px, no augmentation, batch 128,
 Adam 1e-3 warm-up 800 + cosine over 8,000, run 800 steps): if its best training accuracy is
-below 0.37 it is rejected (``gated``). Otherwise it is trained on the **surrogate**, whose early
-stop 2 ends a run whose training accuracy has not reached 0.25 by step 3,000 — the best
-validation accuracy so far is still its fitness (``stopped_early``). A non-finite loss ends a
+below 0.37 it is rejected (``gated``). Otherwise it is trained on the **surrogate** (the paper's:
+EfficientNetV2-S at 96 px with RandAugment, ``surrogate_protocol``; the CPU default of
+``default_config``: the ConvNet protocol), whose early stop 2 ends a run whose training accuracy
+has not reached 0.25 by step 3,000 — the best validation accuracy so far is still its fitness
+(``stopped_early``). A non-finite loss ends a
 run (``diverged``). ``gated`` and ``diverged`` candidates are failed children (no fitness).
 The **initial** protocol (ConvNet for 8,000 steps) scores the initial population.
 
@@ -45,16 +47,45 @@ def training_protocol(**overrides) -> ml_collections.ConfigDict:
     return p
 
 
+def effnetv2_protocol(phases: list[dict], *, total_steps: int, hold_steps: int = 0,
+                      batch_size: int = 64, **overrides) -> ml_collections.ConfigDict:
+    """EfficientNetV2-S with progressive RandAugment (App. D): Adam 1e-3 (Keras form), linear
+    warm-up over 6,400 steps, ``hold_steps`` at the peak, cosine to 0 at ``total_steps``;
+    ``effnetv2`` augmentation (random square crop, RandAugment 2 layers, (x - 127.5)/128) whose
+    image size, magnitude and the model's dropout follow ``phases`` (``lfe.progressive``)."""
+    protocol = training_protocol(
+        model="efficientnetv2_s", augment="effnetv2", batch_size=batch_size,
+        optimizer="adam", learning_rate=1e-3, schedule="warmup_cosine", warmup_steps=6400,
+        hold_steps=hold_steps, total_steps=total_steps, phases=[dict(p) for p in phases],
+        steps=sum(int(p["steps"]) for p in phases))
+    for key, value in overrides.items():
+        protocol[key] = value
+    return protocol
+
+
+def surrogate_protocol() -> ml_collections.ConfigDict:
+    """The paper's surrogate (§3.5.1, App. D): EfficientNetV2-S at 96x96, RandAugment 2 layers
+    magnitude 5, dropout 0.1, batch 64, Adam 1e-3 warm-up 6,400 then cosine over 64,000 steps,
+    stopped after 8,000 (phase 1 of the schedule), early stop 2 at step 3,000 below 0.25 train
+    accuracy, best validation accuracy over evaluations every 100 steps."""
+    return effnetv2_protocol(
+        [{"steps": 8000, "image_size": 96, "dropout": 0.1, "randaug_magnitude": 5.0}],
+        total_steps=64000, stop_rules=((3000, 0.25),))
+
+
 def default_config() -> ml_collections.ConfigDict:
-    """``config.fitness``: data, gate, surrogate and initial-population protocols."""
+    """``config.fitness``: data, gate, surrogate and initial-population protocols.
+
+    The surrogate here is the ConvNet protocol of the paper's initial evolutionary run (§3.6)
+    with early stop 2, which runs on a CPU; the paper's EfficientNetV2-S surrogate is
+    ``surrogate_protocol()`` (``configs/surrogate.py``).
+    """
     c = ml_collections.ConfigDict()
     c.dataset = "cifar10"
     c.data_dir = ""  # "" = $LFE_DATA_DIR, else tensorflow-datasets
     c.gate_enabled = True
     c.gate_min_train_accuracy = 0.37
     c.gate = training_protocol(steps=800, validate=False)
-    # Until EfficientNetV2-S exists, the surrogate is the ConvNet protocol of the paper's initial
-    # evolutionary run (§3.6) with early stop 2.
     c.surrogate = training_protocol(stop_rules=((3000, 0.25),))
     c.initial = training_protocol()
     return c

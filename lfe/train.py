@@ -265,7 +265,7 @@ def _initial_state(rng: jax.Array, fns: _PhaseFns, sample: np.ndarray, config) -
         from lfe.models import pretrained  # only fine-tuning runs read checkpoints
 
         variables = pretrained.load_variables(config.init_from, fns.model, shape[1],
-                                               fns.model.num_classes)
+                                               fns.model.num_classes, rng=rng)
     return create_train_state(rng, fns.model, shape[1:], make_optimizer(config), variables)
 
 
