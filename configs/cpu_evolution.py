@@ -1,0 +1,83 @@
+r"""A real evolution sized for a 2-core CPU (issue #9): ConvNet gate + ConvNet surrogate.
+
+    python -m lfe.main --config=configs/cpu_evolution.py --workdir=runs/cpu_evolution
+
+The paper's search (Alg. 2) scaled to a few CPU hours, resumable across sessions (rerun the same
+command; ``--config.max_hours=H`` bounds one invocation):
+- initial population: 24 random valid genomes scored on the surrogate protocol below;
+- population 12, tournament 4 (drawn with replacement), 60 iterations, up to 7 failed children
+  per iteration, 2,500 mutation attempts per child;
+- gate: the paper's, unchanged (ConvNet, 800 steps of the 8,000-step Table 4 schedule, rejected
+  below 0.37 best training accuracy);
+- surrogate: the ConvNet protocol of Table 4 compressed to 2,000 steps (batch 128, Adam 1e-3,
+  200 warm-up steps then cosine to 0 at step 2,000, validation every 100 steps, fitness = best
+  validation accuracy), with early stop 2 scaled the same way (train accuracy < 0.25 at 750).
+Two worker processes, one pinned per core (about 200 s per child on one core: gate + surrogate).
+The cross-entropy band for Figure 4 comes from CE on the same surrogate protocol:
+``python -m lfe.main --config=configs/cpu_evolution.py:ce_baseline --workdir=runs/cpu_evolution_ce``
+(mode compare, CE x 5 seeds); pass its (max, mean, min) as ``--config.ce_band``.
+Variants: ``:runlocal`` (a 2-minute smoke run), ``:ce_baseline`` (above).
+"""
+
+import ml_collections
+
+from lfe import compare, fitness, search
+
+SURROGATE_STEPS = 2000
+
+
+def surrogate_protocol(steps: int = SURROGATE_STEPS) -> ml_collections.ConfigDict:
+    """Table 4's ConvNet protocol compressed to `steps` (warm-up and early stop scaled by 1/4)."""
+    return fitness.training_protocol(
+        steps=steps, total_steps=steps, warmup_steps=steps // 10,
+        stop_rules=((int(steps * 0.375), 0.25),))
+
+
+def _evolution() -> ml_collections.ConfigDict:
+    c = search.default_config()
+    c.initial_population = 24
+    c.population_size = 12
+    c.tournament_size = 4
+    c.max_iterations = 60
+    c.executor = "pool"
+    c.fitness.surrogate = surrogate_protocol()
+    c.fitness.initial = surrogate_protocol()
+    c.fitness.initial.stop_rules = ()
+    c.fitness.gate = fitness.training_protocol(steps=800, validate=False)
+    c.fitness.gate_min_train_accuracy = 0.37
+    c.top_k = 20
+    c.command = "python -m lfe.main --config=configs/cpu_evolution.py --workdir=runs/cpu_evolution"
+    return c
+
+
+def _ce_baseline() -> ml_collections.ConfigDict:
+    c = compare.default_config()
+    c.title = "Cross-entropy on the cpu_evolution surrogate protocol (2,000 ConvNet steps)"
+    c.losses = "cross_entropy"
+    c.seeds = 5
+    c.protocol = surrogate_protocol()
+    c.protocol.stop_rules = ()
+    c.command = ("python -m lfe.main --config=configs/cpu_evolution.py:ce_baseline "
+                 "--workdir=runs/cpu_evolution_ce")
+    return c
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    if arg == "ce_baseline":
+        return _ce_baseline()
+    c = _evolution()
+    if arg == "runlocal":
+        c.initial_population, c.population_size, c.tournament_size = 4, 3, 2
+        c.max_iterations = 3
+        c.executor = "inprocess"
+        for name in ("initial", "surrogate"):
+            c.fitness[name] = surrogate_protocol(100)
+            c.fitness[name].stop_rules = ()
+            c.fitness[name].eval_every = 50
+        c.fitness.gate = fitness.training_protocol(steps=50, total_steps=100, warmup_steps=10,
+                                                   validate=False)
+        c.fitness.gate_min_train_accuracy = 0.12
+    elif arg:
+        raise ValueError(f"unknown variant {arg!r} of configs/cpu_evolution.py; "
+                         "available: runlocal, ce_baseline")
+    return c
