@@ -59,7 +59,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.fitness = fitness.default_config()
     c.ce_band = ()  # cross-entropy's (max, mean, min) fitness on the surrogate, for Figure 4
     c.top_k = 10  # genomes kept in best.json
-    c.plot_every = 10  # redraw figures every N told evaluations
+    c.plot_every = 10  # redraw figures every N told evaluations; 0 = no figures (mode: report)
     c.command = ""
     return c
 
@@ -128,7 +128,8 @@ class _Run:
         self.told_since_plot = 0
         self.start = time.time()
         self.first_iteration: tuple[float, int] | None = None
-        self.figures = _SpawnedFigures() if self.isolated else None
+        self.with_figures = bool(config.plot_every)
+        self.figures = _SpawnedFigures() if self.isolated and self.with_figures else None
 
     def save(self) -> None:
         rundir.save_state(self.workdir, self.state)
@@ -176,7 +177,7 @@ class _Run:
         if fit is not None:
             scalars["candidate/fitness"] = fit
         self.writer.write_scalars(step, scalars)
-        if self.told_since_plot >= self.config.plot_every:
+        if self.config.plot_every and self.told_since_plot >= self.config.plot_every:
             self.write_outputs()
 
     def budget_left(self) -> bool:
@@ -197,10 +198,10 @@ class _Run:
         write_best(self.state, self.workdir, self.config.top_k)
         args = (self.workdir, evolution.history(self.state), tuple(self.config.ce_band) or None,
                 evolution.best(self.state, 3))
-        if self.figures is None:
-            draw_figures(*args)
-        else:
+        if self.figures is not None:
             self.figures.draw(*args, wait=final)
+        elif self.with_figures:
+            draw_figures(*args)
         self.writer.flush()
 
     def close(self) -> None:

@@ -39,9 +39,9 @@ def die_once(marker, value):
 
 
 def killing_evaluate(spec, fitness_config, seed, stage="surrogate"):
-    """The fake fitness; the first attempt at every third candidate kills its worker."""
+    """The fake fitness; the first attempt at every eighth candidate kills its worker."""
     cid = int(spec["name"].removeprefix("candidate"))
-    if cid % 3 == 1:
+    if cid % 8 == 1:
         die_once(os.path.join(fitness_config["kill_dir"], str(cid)), None)
     return fake_fitness.evaluate(spec, fitness_config, seed, stage)
 

@@ -349,6 +349,19 @@ def test_nan_fitness_is_a_failed_child_and_never_best():
     assert evolution.history(state)[-1]["outcome"] == "skipped_failed_children"
 
 
+def test_timed_out_child_is_a_failed_child_retried_from_its_winner():
+    params = evolution.Params(population_size=2, initial_population=2, tournament_size=2,
+                              max_iterations=1, mutation_batch=16)
+    state, archive = initial_phase_done(params)
+    state, (child,) = evolution.ask(params, state, archive, 1)
+    state = evolution.tell(params, state, archive, child["id"],
+                           evolution.timed_out_record("timed out after 5 s"))
+    assert state["evaluated"][-1]["record"]["status"] == "timed_out"
+    assert state["retries"] == [{"iteration": 1, "parent": child["parent"], "failed_children": 1}]
+    assert evolution.summary(state)["failed_children"] == {"timed_out": 1}
+    assert child["id"] not in [b["id"] for b in evolution.best(state, 5)]
+
+
 def test_params_are_validated():
     with pytest.raises(ValueError, match="tournament_size"):
         evolution.Params(tournament_size=0)

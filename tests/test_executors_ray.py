@@ -24,7 +24,7 @@ from tests import fake_fitness  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OVERRIDES = {"evaluator": "tests.fake_fitness:evaluate", "initial_population": 8,
-             "population_size": 4, "tournament_size": 3, "max_iterations": 12, "plot_every": 50}
+             "population_size": 4, "tournament_size": 3, "max_iterations": 12, "plot_every": 0}
 
 
 # --------------------------------------------------------------------------- fixtures, helpers
@@ -152,18 +152,20 @@ def test_errors_and_a_killed_worker_is_retried(cluster, tmp_path):
 def test_timeout_cancels_the_task_and_kills_its_worker(cluster, tmp_path):
     ex = executors.make("ray", 2, {"timeout_s": 4.0})
     submit(ex, "slow", "sleep_and_report", str(tmp_path / "pid"), 120)
-    submit(ex, "quick", "boom", 1)
     out = drain(ex)
     assert out["slow"].timed_out and out["slow"].error == "timed out after 4 s"
-    assert out["quick"].error and not out["quick"].timed_out
     pid = int((tmp_path / "pid").read_text())
     for _ in range(100):  # the timed-out task's worker is killed, not left sleeping
         if not os.path.exists(f"/proc/{pid}"):
             break
         time.sleep(0.1)
     assert not os.path.exists(f"/proc/{pid}")
-    submit(ex, "after", "where")  # the executor keeps working
-    assert drain(ex)["after"].error is None
+    # The executor keeps working (without the limit: a loaded machine may take seconds just to
+    # start the replacement worker, and the clock runs from submission).
+    ex.timeout_s = 0.0
+    submit(ex, "after", "boom", 2)
+    after = drain(ex)["after"]
+    assert after.error == "RuntimeError: bad input 2" and not after.timed_out
     ex.close()
 
 
@@ -177,6 +179,7 @@ def test_no_retries_reports_the_lost_worker(cluster, tmp_path):
 
 # --------------------------------------------------------------------------- evolution on Ray
 
+@pytest.mark.slow
 def test_asynchronous_evolution_with_killed_workers_is_consistent(cluster, tmp_path):
     c = small_config("ray", workers=3)
     c.fitness.kill_dir = str(tmp_path / "kills")
@@ -185,8 +188,7 @@ def test_asynchronous_evolution_with_killed_workers_is_consistent(cluster, tmp_p
     main.dispatch(c, str(tmp_path / "run"))
     state = check_consistent(tmp_path / "run", c)
     killed = sorted(int(n) for n in os.listdir(c.fitness.kill_dir))
-    assert killed == [i for i in range(state["next_id"]) if i % 3 == 1]  # each killed once
-    assert os.path.exists(tmp_path / "run" / "evolution.png")  # drawn by the spawned helper
+    assert killed == [i for i in range(state["next_id"]) if i % 8 == 1]  # each killed once
 
 
 def test_same_seed_same_genomes_inprocess_and_ray_with_capacity_1(cluster, tmp_path):
@@ -221,15 +223,20 @@ def test_controller_killed_and_resumed_continues_with_in_flight(cluster, tmp_pat
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     deadline = time.time() + 240
-    while len(rundir.read_events(str(tmp_path))) < 10:  # past the initial population
+    while True:  # past the initial population, with candidates in flight: freeze, look, kill
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
         assert time.time() < deadline
+        if len(rundir.read_events(str(tmp_path))) >= 10:
+            proc.send_signal(signal.SIGSTOP)
+            at_kill = rundir.load_state(str(tmp_path))
+            if at_kill["in_flight"]:
+                break
+            proc.send_signal(signal.SIGCONT)
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    at_kill = rundir.load_state(str(tmp_path))
     waiting = {c["id"]: c["genome"] for c in at_kill["in_flight"]}
-    assert waiting and at_kill["iterations_done"] < 12
+    assert at_kill["iterations_done"] < 12
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     c = small_config("ray", workers=2)
@@ -239,9 +246,10 @@ def test_controller_killed_and_resumed_continues_with_in_flight(cluster, tmp_pat
 
 
 def test_controller_never_imports_jax(cluster, tmp_path):
-    """A Ray controller given its config runs without JAX (DESIGN.md); the config itself is
-    built here, since the protocols' defaults come from lfe.train."""
-    c = small_config("ray", workers=2)
+    """A Ray controller given its config runs without JAX (DESIGN.md), figures included (drawn
+    by a spawned helper); the config itself is built here, as the protocols' defaults come from
+    lfe.train."""
+    c = small_config("ray", workers=2, plot_every=50)
     c.ray.address = cluster.address
     (tmp_path / "config.json").write_text(json.dumps(c.to_dict()))
     script = ("import json, sys, ml_collections\n"
@@ -253,3 +261,6 @@ def test_controller_never_imports_jax(cluster, tmp_path):
                           timeout=300, env=dict(os.environ, JAX_PLATFORMS="cpu"))
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert done.stdout.decode().splitlines()[-1] == "NO-JAX 12"
+    check_consistent(tmp_path / "run", c)  # an asynchronous run (2 workers) adds up exactly
+    assert {"best.json", "evolution.png", "best_phenotypes.png"} <= set(
+        os.listdir(tmp_path / "run"))

@@ -54,6 +54,15 @@ def test_evolve_writes_a_complete_run_directory(tmp_path, cifar_dir):
     assert final_state(tmp_path) == before
 
 
+def test_plot_every_0_draws_no_figures(tmp_path):
+    c = small_config()
+    c.plot_every, c.max_iterations = 0, 2
+    main.dispatch(c, str(tmp_path))
+    files = set(os.listdir(tmp_path))
+    assert {"state.json", "events.jsonl", "best.json"} <= files
+    assert not {f for f in files if f.endswith(".png")}
+
+
 def test_changed_config_is_refused(tmp_path, cifar_dir):
     c = small_config()
     c.fitness.data_dir = str(cifar_dir)
