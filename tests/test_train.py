@@ -273,3 +273,33 @@ def test_stop_rule_between_evaluations_and_rules_that_pass(baseline):
     passed = run(stop_rules=[(100, 0.3)])
     assert passed.status == "ok" and passed.steps_run == 300
     assert passed.curve == baseline.curve  # a passing rule changes nothing
+
+
+# ---------------------------------------------------------------- fine-tuning (init_from)
+
+
+def test_init_from_starts_at_the_pretrained_weights(tmp_path):
+    from lfe.models import pretrained
+
+    cfg = config(steps=40)
+    state = train.create_train_state(
+        jax.random.PRNGKey(5), model(), (SIZE, SIZE, 3), schedules.make_optimizer(cfg)
+    )
+    step = jax.jit(functools.partial(
+        train.train_step, loss_fn=cross_entropy, num_classes=4,
+        augment_fn=train.image_augment(train.unit_preprocess, train=True)))
+    batches = pipeline.train_batches(*TRAIN, 32, seed=3)
+    for _ in range(40):  # a "pretrained" network: far better than chance on this task
+        state, _ = step(state, next(batches), jax.random.PRNGKey(1))
+    path = tmp_path / "convnet.npz"
+    pretrained.save_variables(path, {"params": state.params, "batch_stats": state.batch_stats})
+    frozen = {"schedule": "constant", "learning_rate": 0.0, "steps": 1, "eval_every": 1}
+    fresh = run(**frozen)
+    loaded = run(**frozen, init_from=str(path))
+    # lr 0: the one step's training accuracy is that of the initial weights (BN in train mode;
+    # the running statistics of 40 steps are not settled enough to compare validation)
+    assert loaded.best_train_accuracy > 0.9 > 0.5 > fresh.best_train_accuracy
+    wrong = tmp_path / "wrong.npz"
+    pretrained.save_variables(wrong, {"params": {"head": state.params["head"]}})
+    with pytest.raises(ValueError, match="does not fit ConvNet"):
+        run(**frozen, init_from=str(wrong))
