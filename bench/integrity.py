@@ -124,10 +124,10 @@ ATTEMPTS = [
      "exit), archive extended once per batch", "4.8", "6.1", "23.9", "9.3", "17.8", "62"],
     ["step 1 by a 65,536-entry table of wirings; args encoded for all, ops for live genomes "
      "only; level-1 values cached per op set; ufuncs write into the value table; equations "
-     "formatted once per node, in id order", "4.1", "1.5", "21.1", "8.7", "14.7", "51"],
+     "formatted once per node, in id order", "4.1", "1.5", "21.1", "8.7", "15.3", "51"],
     ["step 3: steps' signs by comparing neighbours (no diff), counts as uint8 sums, zero-step "
-     "fill only via the non-zero steps of the few curves with gaps", "4.1", "2.1", "22.0",
-     "7.0", "~12", "~47"],
+     "fill only via the non-zero steps of the few curves with gaps; float64 copy of each curve "
+     "made once in step 4", "4.4", "1.5", "22.9", "7.3", "14.4", "50.5"],
     ["tried, not kept: a 2-thread pool over the op groups of step 2 (the NumPy/SciPy ufuncs "
      "release the GIL): on this loaded 2-core machine 115-170 ms wall and 27-30 ms CPU vs "
      "44-79 ms wall and 15 ms CPU serially", "", "", "", "", "", ""],
@@ -187,20 +187,26 @@ def main(argv=None) -> None:
                       "speed-up wall, median (min–max)", "speed-up CPU, median (min–max)",
                       "same verdicts", "goal ≥ 100×"], summary),
         *sections,
-        "What limits each number. *Empty archive*: the reference's ~0.6–0.8 s CPU is mostly its "
-        "Python loops over the ~12% of genomes that pass step 1 (the shape-rule loop, the graph "
-        "walks), and it does the same float32 op evaluations as the batched check. The batched "
-        "check's floor is that float work: evaluating the ~2,500 distinct nodes (1,000 points × 2 "
-        "classes; SciPy's Bessel ops alone ~6 ms, `div` ~2 ms) is ~15 ms CPU of step 2, which "
-        "must be bit-identical to the reference's, plus ~4 ms to read 100,000 ints out of 10,000 "
-        "Python genome objects. With everything else at zero the ratio would still be < 40×, so "
-        "≥ 100× is **not met** in this setting and cannot be with exact phenotypes. *Archive of "
-        "3,000*: the reference compares each of the ~650 candidates that reach step 4 with every "
-        "archived phenotype (≈ 2 million 1,000-point float64 distances in a Python loop), while "
-        "the batched check finds the few archived curves in each candidate's norm window by "
-        "binary search and decides only those: step 4 stays a few ms, so ≥ 100× is **met** "
-        "there; it is the setting of a real search (the controller checks every mutant against "
-        "an archive of this size).",
+        "What limits each number. *Empty archive*: the reference's ~0.8–0.9 s CPU is mostly "
+        "Python: the graph walk of all 10,000 genomes and the shape-rule loop over the ~1,200 "
+        "that pass step 1; its float32 op evaluations are the same as the batched check's. The "
+        "batched check's floor is that float work: the ~2,500 distinct nodes (1,000 points × 2 "
+        "classes; SciPy's Bessel ops alone ~6 ms, `div` ~2 ms) cost ~16 ms CPU of step 2 and "
+        "must stay bit-identical to the reference's; reading 100,000 ints out of 10,000 Python "
+        "genome objects costs ~4 ms more. With everything else at zero the ratio would be "
+        "< 45×, so ≥ 100× is **not met** and cannot be with exact phenotypes on one core. "
+        "*Archive of 3,000*: the reference compares each candidate that reaches step 4 with the "
+        "archived phenotypes one by one (all 3,000 for every accepted one), ~3.6 s CPU; the "
+        "batched check decides the same novelty from the few archived curves in each "
+        "candidate's norm window, so its time is nearly that of the empty setting and the ratio "
+        "rises to ~50–58× CPU (one repeat hit by other load: 26×), still **not met**: 100× "
+        "would need the whole batch in ~36 ms CPU, below steps 1–3 plus the genome reading "
+        "here (~35–40 ms). The ratio grows only slowly "
+        "with the archive: with 6,000 archived phenotypes (`--archive 2000,4000 --repeats 2 "
+        "--no-write`) it was 68–70× CPU, because the reference's cost is mostly the full scans "
+        "for the candidates it accepts, and fewer are accepted as the archive fills. "
+        "Wall-time ratios swing more than CPU ratios because other processes share the 2 "
+        "cores (load average ~15–20 during these runs).",
         "Table of attempts (CPU ms for the empty-archive setting; each row adds to the one "
         "above; development measurements, best of 7–9 runs on this machine under load):",
         common.table(["change", "encode", "step 1", "step 2", "step 3", "step 4 + rest",
