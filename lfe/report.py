@@ -120,8 +120,8 @@ def elimination_tables(summary: dict, candidates: dict[str, dict]) -> list[Table
     order += [(r["loss"], True) for r in stages[0]["references"]]
     best = {s["stage"]: max((r["score"] for r in s["ranking"]), default=None) for s in stages}
     header = ["rank", "loss", "equation", "search fitness (%)"]
-    header += [f"stage {s['stage']}: phases 1–{s['phases']}, {s['steps']} steps (%)"
-               for s in stages]
+    header += [f"stage {s['stage']}: phase{'s 1–' if s['phases'] > 1 else ' '}{s['phases']}, "
+               f"{s['steps']} steps (%)" for s in stages]
     csv_header = ["rank", "loss", "equation", "search_fitness"]
     csv_header += [f"stage{s['stage']}_accuracy" for s in stages]
     rows, csv_rows = [], []
@@ -208,7 +208,8 @@ def transfer_tables(records: list[dict], config: dict) -> list[Table]:
         tables.append(loss_table(
             title, names, columns, p_values=tuple(config.get("p_values") or ()),
             paper=config.get("paper") or {},
-            note=f"Mean ± std of the {what} over seeds; p: Welch's t-test vs cross-entropy."))
+            note=f"Mean ± std of the {what} over seeds"
+                 + ("; p: Welch's t-test vs cross-entropy." if config.get("p_values") else ".")))
     return tables
 
 

@@ -86,6 +86,7 @@ def test_stages_keep_the_best_and_retrain_from_scratch(evolved, tmp_path, monkey
     assert len(paths) == 2 and losses.resolve(paths[0]).name == finalists[0]["name"]
     md = (work / "results.md").read_text()
     assert "stage 3: phases 1–3, 120 steps (%)" in md and md.count("**") == 2 * 3
+    assert "stage 1: phase 1, 40 steps (%)" in md
     assert "| ref | cross_entropy |" in md
 
     # a finished protocol reruns nothing; a changed protocol is refused
