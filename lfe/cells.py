@@ -78,9 +78,11 @@ def read_cells(directory: str) -> dict[str, dict]:
 
 
 def run_cells(cells: list[Cell], directory: str, executor: str = "inprocess",
-              workers: int | None = None, label: str = "cells") -> dict[str, dict]:
+              workers: int | None = None, label: str = "cells",
+              ray_options: Any = None) -> dict[str, dict]:
     """Trains the cells without a record in ``directory``; returns key -> record of all cells
-    that have one (a failed cell is missing from the result)."""
+    that have one (a failed cell is missing from the result). ``ray_options``: a config's
+    ``ray`` block (``executors.ray_config()``), used when ``executor`` is ``"ray"``."""
     done = read_cells(directory)
     records = {c.key: done[c.key] for c in cells if c.key in done}
     todo = [c for c in cells if c.key not in done]
@@ -88,7 +90,7 @@ def run_cells(cells: list[Cell], directory: str, executor: str = "inprocess",
     if not todo:
         return records
     by_key = {c.key: c for c in todo}
-    pool = executors.make(executor, workers or None)
+    pool = executors.make(executor, workers or None, ray_options)
     start, finished, queue = time.time(), 0, list(todo)
     try:
         while queue or pool.pending:

@@ -14,7 +14,7 @@ import os
 
 import ml_collections
 
-from lfe import cells, fileio, fitness, losses, report
+from lfe import cells, executors, fileio, fitness, losses, report
 
 BASELINE = "cross_entropy"
 TRAIN_FN = "lfe.cells:train_task"
@@ -52,7 +52,8 @@ def run(config, workdir: str) -> report.Table:
     os.makedirs(workdir, exist_ok=True)
     cells.claim_workdir(workdir, config, ("protocol", "dataset"))
     done = cells.run_cells(todo, os.path.join(workdir, "cells"), config.executor,
-                           config.get("workers") or None, label=f"compare ({workdir})")
+                           config.get("workers") or None, ray_options=config.get("ray"),
+                           label=f"compare ({workdir})")
     table = results_table(done, config)
     write_results(table, workdir)
     return table
@@ -94,8 +95,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.dataset = "cifar10"
     c.data_dir = ""
     c.protocol = fitness.training_protocol()
-    c.executor = "pool"  # "inprocess" | "pool"
+    c.executor = "pool"  # "inprocess" | "pool" | "ray"
     c.workers = 0  # 0 = one per core
+    c.ray = executors.ray_config()  # used only with executor "ray"
     c.paper = ml_collections.ConfigDict()
     c.command = ""
     c.train_fn = TRAIN_FN  # "module:function" of one cell (tests substitute a fake)

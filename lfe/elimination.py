@@ -28,7 +28,7 @@ import os
 
 import ml_collections
 
-from lfe import cells, evolution, fileio, fitness, losses, progressive, report, rundir
+from lfe import cells, evolution, executors, fileio, fitness, losses, progressive, report, rundir
 
 TRAIN_FN = "lfe.cells:train_task"
 
@@ -121,7 +121,7 @@ def run(config, workdir: str) -> dict:
         entrants = entrants[:int(size)]
         todo = stage_cells(config, k, entrants, refs)
         done = cells.run_cells(todo, os.path.join(workdir, "cells"), config.executor,
-                               config.get("workers") or None,
+                               config.get("workers") or None, ray_options=config.get("ray"),
                                label=f"elimination stage {k} ({len(entrants)} losses, "
                                      f"phases 1..{k})")
         missing = len(todo) - len(done)
@@ -181,5 +181,6 @@ def default_config() -> ml_collections.ConfigDict:
     c.protocol = fitness.training_protocol()  # needs `phases` (one per stage)
     c.executor = "pool"
     c.workers = 0
+    c.ray = executors.ray_config()  # used only with executor "ray"
     c.train_fn = TRAIN_FN
     return c

@@ -20,7 +20,7 @@ import os
 
 import ml_collections
 
-from lfe import cells, fitness, losses, progressive, report
+from lfe import cells, executors, fitness, losses, progressive, report
 
 TRAIN_FN = "lfe.cells:train_task"
 AXES = ("architecture", "dataset", "augmentation")
@@ -112,7 +112,8 @@ def run(config, workdir: str) -> list[report.Table]:
     # or variant that changes under the same name would mix two experiments in one column
     cells.claim_workdir(workdir, config, ("settings", "variants"))
     done = cells.run_cells(todo, os.path.join(workdir, "cells"), config.executor,
-                           config.get("workers") or None, label=f"transfer ({workdir})")
+                           config.get("workers") or None, ray_options=config.get("ray"),
+                           label=f"transfer ({workdir})")
     tables = report.transfer_tables(list(done.values()), cells.to_plain(config))
     report.write_tables(tables, workdir, "results", heading=config.title)
     for table in tables:
@@ -136,6 +137,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.data_dir = ""
     c.executor = "pool"
     c.workers = 0
+    c.ray = executors.ray_config()  # used only with executor "ray"
     c.train_fn = TRAIN_FN
     # Report layout: "loss" tables (rows losses; sub-tables by `split` axes, columns by
     # `columns` axes) or a "tau" table (Kendall's τ of each setting vs `reference`).
