@@ -21,7 +21,7 @@ Variants: ``:runlocal`` (a 2-minute smoke run), ``:ce_baseline`` (above).
 
 import ml_collections
 
-from lfe import compare, fitness, search
+from lfe import fitness, search
 
 SURROGATE_STEPS = 2000
 
@@ -51,6 +51,8 @@ def _evolution() -> ml_collections.ConfigDict:
 
 
 def _ce_baseline() -> ml_collections.ConfigDict:
+    from lfe import compare  # the grid imports the training stack; the evolution config does not
+
     c = compare.default_config()
     c.title = "Cross-entropy on the cpu_evolution surrogate protocol (2,000 ConvNet steps)"
     c.losses = "cross_entropy"

@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ml_collections
 
-from lfe import data as data_lib
-from lfe import losses as losses_lib
-from lfe import train as train_lib
-from lfe.models import get_model
+from lfe import protocol as protocol_lib
+
+if TYPE_CHECKING:  # the training stack (JAX) is imported only where a run happens
+    from lfe import data as data_lib
+    from lfe import losses as losses_lib
+    from lfe import train as train_lib
 
 STATUSES = ("ok", "stopped_early", "gated", "diverged")
 FAILED = ("gated", "diverged")
@@ -37,7 +39,7 @@ def training_protocol(**overrides) -> ml_collections.ConfigDict:
     The default is the paper's ConvNet protocol (Table 4): 8,000 steps, batch 128, Adam 1e-3,
     linear warm-up 800 then cosine, evaluation every 100 steps, inputs scaled to [0, 1].
     """
-    p = train_lib.default_config()
+    p = protocol_lib.trainer_defaults()
     p.model = "convnet"
     p.model_kwargs = ml_collections.ConfigDict()
     p.augment = "unit"  # a preset of lfe.data.augment.PRESETS, or {"train": [..], "eval": [..]}
@@ -122,12 +124,18 @@ class FitnessRecord:
 @functools.lru_cache(maxsize=4)
 def load_dataset(name: str, data_dir: str) -> data_lib.Dataset:
     """The dataset, loaded once per process (workers evaluate many candidates)."""
+    from lfe import data as data_lib
+
     return data_lib.load(name, data_dir=data_dir or None)
 
 
 def train_once(loss: losses_lib.LossDef, protocol: Any, dataset: data_lib.Dataset,
                seed: int) -> train_lib.TrainResult:
     """One real training run of ``protocol`` (its ``augment`` and ``phases`` included)."""
+    from lfe import data as data_lib
+    from lfe import train as train_lib
+    from lfe.models import get_model
+
     model = get_model(protocol.model, num_classes=dataset.num_classes,
                       **dict(protocol.get("model_kwargs") or {}))
     validate = bool(protocol.get("validate", True))
@@ -167,6 +175,8 @@ def evaluate(loss: losses_lib.LossDef, config: Any, *, seed: int,
 
 def loss_spec(loss: losses_lib.LossDef) -> dict:
     """A picklable, JSON-able description of a loss for another process."""
+    from lfe import losses as losses_lib
+
     if loss.genome is not None and loss.name not in losses_lib.available():
         from lfe import genome as genome_lib
 
@@ -175,6 +185,8 @@ def loss_spec(loss: losses_lib.LossDef) -> dict:
 
 
 def resolve_spec(spec: dict) -> losses_lib.LossDef:
+    from lfe import losses as losses_lib
+
     if "genome" in spec:
         from lfe import genome as genome_lib
 

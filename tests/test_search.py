@@ -99,3 +99,21 @@ def test_kill_9_and_resume_ends_in_the_same_state(tmp_path, cifar_dir):
     assert final_state(killed) == final_state(straight)
     told = [e["id"] for e in rundir.read_events(str(killed))]
     assert len(told) == len(set(told))  # no evaluation told twice
+
+
+def test_evolve_configs_and_controller_modules_do_not_import_jax():
+    """`python -m lfe.main --config=configs/<evolve>.py` builds its config in the controller
+    process, which DESIGN.md keeps free of JAX: configs and controller modules must not
+    pull it in."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lfe.main, lfe.search, lfe.evolution, lfe.integrity, lfe.executors, "
+        "lfe.fitness, lfe.rundir\n"
+        "import configs.quickstart as q, configs.surrogate as s, configs.cpu_evolution as c\n"
+        "q.get_config(); q.get_config('runlocal'); s.get_config(); s.get_config('convnet')\n"
+        "c.get_config(); c.get_config('runlocal')\n"
+        "heavy = sorted(m for m in ('jax', 'flax', 'optax') if m in sys.modules)\n"
+        "assert not heavy, heavy\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
