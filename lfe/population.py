@@ -118,6 +118,23 @@ def _cached_fns(model, augment_json: str, op_set: str, shared_data: bool):
     return jax.jit(step, donate_argnums=(0, 1)), jax.jit(evaluate), eval_aug
 
 
+_NOT_OPTIMIZER = ("steps", "stop_rules", "eval_every", "eval_batch_size", "validate")
+
+
+def optimizer(config: Any):
+    """``make_optimizer(config)``, one object per distinct setting: the optimizer is part of the
+    train state's tree structure, so an equal object lets later populations reuse the compiled
+    step instead of compiling it again (the fields that only the loop reads are left out)."""
+    d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    return _cached_optimizer(json.dumps({k: v for k, v in d.items() if k not in _NOT_OPTIMIZER},
+                                        sort_keys=True, default=str))
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_optimizer(key: str):
+    return make_optimizer(json.loads(key))
+
+
 def run(
     model,
     genomes: Sequence[Genome],
@@ -164,7 +181,7 @@ def run(
     init_rngs, step_rngs = keys[:, 0], keys[:, 1]
     shape = jax.eval_shape(lambda x: eval_aug(init_rngs[0], {"image": x})["image"],
                            jax.ShapeDtypeStruct(train_images[:1].shape, train_images.dtype)).shape
-    tx = make_optimizer(config)
+    tx = optimizer(config)
     states = jax.vmap(lambda r: train_lib.create_train_state(r, model, shape[1:], tx))(init_rngs)
     code = compile_lib.encode(list(genomes))
     codes = {name: jnp.asarray(v) for name, v in code.items()}
