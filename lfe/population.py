@@ -254,7 +254,14 @@ def run(
 # --------------------------------------------------------------------------- fitness of K at once
 
 def _train_population(protocol: Any, losses: list, dataset, seeds: list[int]):
+    """``run`` for the candidates; protocols it does not take (several phases, pretrained
+    weights) run one candidate after another through ``fitness.train_once``."""
+    from lfe import fitness
     from lfe.models import get_model
+
+    if len(progressive.from_protocol(protocol)) != 1 or protocol.get("init_from"):
+        return [fitness.train_once(loss, protocol, dataset, seed)
+                for loss, seed in zip(losses, seeds, strict=True)]
 
     model = get_model(protocol.model, num_classes=dataset.num_classes,
                       **dict(protocol.get("model_kwargs") or {}))
