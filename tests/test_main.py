@@ -36,7 +36,8 @@ def test_phenotypes_mode_writes_figures_and_statistics(tmp_path):
 def test_unknown_mode_is_rejected(tmp_path):
     config = phenotypes_config.get_config()
     config.mode = "dance"
-    with pytest.raises(ValueError, match="unknown mode 'dance'; available: augment_grid, compare, "):
+    with pytest.raises(ValueError,
+                       match="unknown mode 'dance'; available: augment_grid, compare, "):
         main.dispatch(config, str(tmp_path))
 
 
