@@ -234,8 +234,8 @@ def test_full_size_model_lowers_the_loss_on_real_cifar10(name, cifar_dir):
     from lfe.data import cifar_binary
 
     images, labels = cifar_binary.read_batch_file(cifar_dir / "data_batch_1.bin")
-    x = (jnp.asarray(images[:16], jnp.float32) - 127.5) / 128.0
-    y = jnp.asarray(labels[:16], jnp.int32)
+    x = (jnp.asarray(images[:8], jnp.float32) - 127.5) / 128.0
+    y = jnp.asarray(labels[:8], jnp.int32)
     fields = {"dropout_rate": 0.0} if name in HAS_DROPOUT else {}
     if name == "efficientnetv2_s":
         fields["drop_path_rate"] = 0.0  # deterministic losses, so that they can be compared
@@ -261,8 +261,8 @@ def test_full_size_model_lowers_the_loss_on_real_cifar10(name, cifar_dir):
             updates, opt = tx.update(grads, opt, params)
             return (optax.apply_updates(params, updates), stats, opt), value
 
-        return jax.lax.scan(step, state, length=8)[1]
+        return jax.lax.scan(step, state, length=5)[1]
 
     losses = np.asarray(jax.jit(train)(jax.random.PRNGKey(0), x, y))
     assert np.all(np.isfinite(losses))
-    assert losses[-1] < 0.8 * losses[0], losses
+    assert losses[-1] < 0.9 * losses[0], losses
