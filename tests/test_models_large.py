@@ -230,15 +230,22 @@ def test_registry_resolves_the_large_models_and_rejects_unknown_names():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", LARGE)
-def test_full_size_model_lowers_the_loss_on_real_cifar10(name, cifar_dir):
+def test_model_lowers_the_loss_on_real_cifar10(name, cifar_dir):
+    """Five Adam steps on 8 real CIFAR-10 images lower the loss. DavidNet runs at full size; the
+    others in their shallow variants (same block code): compiling the full EfficientNetV2-S,
+    WRN-28-10 or SE-ResNeXt-29 training step alone takes many minutes on CI's 2 cores. Their
+    full-size graphs are checked by the parameter-count tests (shapes through jax.eval_shape),
+    and bench/model_speed.py trains them at full size."""
     from lfe.data import cifar_binary
 
     images, labels = cifar_binary.read_batch_file(cifar_dir / "data_batch_1.bin")
     x = (jnp.asarray(images[:8], jnp.float32) - 127.5) / 128.0
     y = jnp.asarray(labels[:8], jnp.int32)
-    fields = {"dropout_rate": 0.0} if name in HAS_DROPOUT else {}
+    fields = {} if name == "davidnet" else dict(TINY[name])
+    if name in HAS_DROPOUT:
+        fields["dropout_rate"] = 0.0  # deterministic losses, so that they can be compared
     if name == "efficientnetv2_s":
-        fields["drop_path_rate"] = 0.0  # deterministic losses, so that they can be compared
+        fields["drop_path_rate"] = 0.0
     model = models.get_model(name, num_classes=10, **fields)
     tx = optax.adam(1e-3)
 
