@@ -8,6 +8,7 @@ compute dtype for later mixed precision.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -134,3 +135,12 @@ def batch_norm(
 def global_average_pool(x):
     """`GlobalAvgPool2D` over H and W of NHWC."""
     return x.mean(axis=(1, 2))
+
+
+def conv_bn_layers(train: bool, dt: dict, *, momentum: float, epsilon: float, kernel_init):
+    """(conv, bn) constructors sharing one setting: bias-free SAME convolutions with
+    `kernel_init`, BatchNorm with `momentum`/`epsilon` (the CIFAR ResNets' blocks)."""
+    bn = functools.partial(batch_norm, train=train, momentum=momentum, epsilon=epsilon, **dt)
+    conv = functools.partial(nn.Conv, use_bias=False, padding="SAME", kernel_init=kernel_init,
+                             **dt)
+    return conv, bn

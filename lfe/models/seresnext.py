@@ -20,7 +20,6 @@ bug (a global `inplanes` never updated) gives *every* block a projection shortcu
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import flax.linen as nn
@@ -49,11 +48,8 @@ class SEBottleneck(nn.Module):
     @nn.compact
     def __call__(self, x, *, train: bool):
         dt = {"dtype": self.dtype, "param_dtype": self.param_dtype}
-        bn = functools.partial(
-            common.batch_norm, train=train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, **dt
-        )
-        conv = functools.partial(
-            nn.Conv, use_bias=False, padding="SAME", kernel_init=_he_normal, **dt
+        conv, bn = common.conv_bn_layers(
+            train, dt, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, kernel_init=_he_normal
         )
         s = (self.strides, self.strides)
         width = self.cardinality * (self.planes * self.base_width // 64)

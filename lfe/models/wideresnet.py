@@ -15,7 +15,6 @@ by the pipeline, of any size (the paper's: 32×32) → logits [B, num_classes].
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import flax.linen as nn
@@ -41,11 +40,8 @@ class WideBlock(nn.Module):
     @nn.compact
     def __call__(self, x, *, train: bool):
         dt = {"dtype": self.dtype, "param_dtype": self.param_dtype}
-        bn = functools.partial(
-            common.batch_norm, train=train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, **dt
-        )
-        conv = functools.partial(
-            nn.Conv, use_bias=False, padding="SAME", kernel_init=_he_normal, **dt
+        conv, bn = common.conv_bn_layers(
+            train, dt, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, kernel_init=_he_normal
         )
         s = (self.strides, self.strides)
         preact = nn.relu(bn(name="bn1")(x))
