@@ -111,12 +111,9 @@ def main(argv=None) -> dict:
             f"({protocol.steps} steps, batch 128, ConvNet, real CIFAR-10), workers warm before "
             f"the clock starts.\n\n{body}\n\nRatio pool / one process, median (min–max) over "
             f"{len(ratios)} repeat(s): {common.spread(ratios)}×. Goal: ≥ 1.3×.\n\n"
-            "What limits it: XLA:CPU's intra-op threading of this small ConvNet's ops (taps "
-            "convolutions, 128×32×32 activations) keeps a second core only partly busy, while "
-            "two single-threaded processes each keep one core busy; each candidate still "
-            "compiles its own step in its worker (a few seconds per candidate), which both "
-            "sides pay. The Δ column: the same candidates give the same training accuracies up "
-            "to float summation order (single- vs multi-threaded reductions).")
+            "The Δ column: the same candidates give the same training accuracies up to float "
+            "summation order. Other jobs on the machine distort this ratio (Linux autogroup "
+            "shares CPU between sessions regardless of nice): run it alone.")
     print(text)
     if not args.no_write:
         common.write_section("pool", "3. Parallel fitness on CPU", text)
