@@ -93,9 +93,9 @@ def _init_worker(cores: mp.Queue, threads: int) -> None:
 def single_thread_flags(flags: str) -> str:
     """``XLA_FLAGS`` for a worker that owns one core (on CPU, one single-threaded process per
     core evaluates more candidates per hour than one process using every core)."""
-    if "intra_op_parallelism_threads" in flags:
+    if "--xla_cpu_multi_thread_eigen" in flags:
         return flags
-    return (flags + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+    return (flags + " --xla_cpu_multi_thread_eigen=false").strip()
 
 
 class ProcessPoolExecutor:

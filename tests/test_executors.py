@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -55,7 +57,18 @@ def test_pool_runs_tasks_in_spawned_pinned_workers():
     cores, flags = out["aff"].value
     if len(os.sched_getaffinity(0)) >= 2:
         assert len(cores) == 1  # pinned to one core
-        assert "intra_op_parallelism_threads=1" in flags
+        assert "--xla_cpu_multi_thread_eigen=false" in flags
+        assert all(f.startswith("--") for f in flags.split())  # XLA rejects anything else
+
+
+def test_single_thread_flags_are_accepted_by_xla():
+    flags = executors.single_thread_flags("")
+    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+    code = "import jax.numpy as j; print(float(j.ones(3).sum()))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "3.0", out.stderr[-2000:]
+    assert executors.single_thread_flags(flags) == flags
 
 
 def test_unknown_executor():

@@ -96,7 +96,7 @@ def check_consistent(workdir, config):
 
 def test_helpers_shape_tasks():
     assert ray_executor.task_env(1, 0)["JAX_PLATFORMS"] == "cpu"
-    assert "intra_op_parallelism_threads=1" in ray_executor.task_env(1, 0)["XLA_FLAGS"]
+    assert "--xla_cpu_multi_thread_eigen=false" in ray_executor.task_env(1, 0)["XLA_FLAGS"]
     assert "XLA_FLAGS" not in ray_executor.task_env(4, 0)
     assert ray_executor.task_env(1, 0.25) == {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
     assert ray_executor.task_env(1, 1) == {}
@@ -117,7 +117,7 @@ def test_cpu_tasks_run_jax_on_cpu_over_both_nodes(cluster):
     assert sorted(out) == [f"k{i}" for i in range(8)]
     seen = [o.value for o in out.values()]
     assert all(s["env"]["JAX_PLATFORMS"] == "cpu" and s["gpus"] == [] for s in seen)
-    assert all("intra_op_parallelism_threads=1" in s["env"]["XLA_FLAGS"] for s in seen)
+    assert all("--xla_cpu_multi_thread_eigen=false" in s["env"]["XLA_FLAGS"] for s in seen)
     assert len({s["node"] for s in seen}) == 2  # the second node took tasks too
     assert ray.is_initialized()  # an executor leaves a Ray it did not start running
 

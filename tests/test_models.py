@@ -155,3 +155,14 @@ def test_auto_conv_impl_uses_taps_only_for_training_on_cpu():
     assert common.resolve_conv_impl("auto", train=True) == ("taps" if on_cpu else "xla")
     assert common.resolve_conv_impl("auto", train=False) == "xla"
     assert common.resolve_conv_impl("taps", train=False) == "taps"
+
+
+def test_auto_conv_impl_uses_xla_conv_on_one_cpu_thread(monkeypatch):
+    # the pool executor's pinned workers: XLA's conv is faster single-threaded (BENCHMARKS.md §3)
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+    assert common.cpu_single_threaded()
+    assert common.resolve_conv_impl("auto", train=True) == "xla"
+    monkeypatch.setenv("XLA_FLAGS", "")
+    monkeypatch.setattr(common.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert common.cpu_single_threaded()
+    assert common.resolve_conv_impl("auto", train=True) == "xla"

@@ -9,6 +9,7 @@ compute dtype for later mixed precision.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -67,12 +68,22 @@ class TapsConv(nn.Module):
 CONV_IMPLS = ("auto", "taps", "xla")
 
 
+def cpu_single_threaded() -> bool:
+    """Whether this process's XLA:CPU computes on one thread: one usable core, or Eigen's
+    multi-threading switched off (the pool executor's pinned workers, `lfe.executors`)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cores == 1 or "--xla_cpu_multi_thread_eigen=false" in os.environ.get("XLA_FLAGS", "")
+
+
 def resolve_conv_impl(impl: str, *, train: bool = True) -> str:
-    """ "auto" → "taps" when training on the CPU backend, "xla" otherwise (same parameters)."""
+    """ "auto" → "taps" when training on a multi-threaded CPU backend, "xla" otherwise (same
+    parameters). Measured (BENCHMARKS.md §3): the ConvNet step on 2 threads runs 15.5 steps/s
+    with taps vs 13.1 with XLA's conv, but on one pinned single-threaded core 6.0 vs 10.2."""
     if impl not in CONV_IMPLS:
         raise ValueError(f"unknown conv_impl {impl!r}; available: {', '.join(CONV_IMPLS)}")
     if impl == "auto":
-        return "taps" if train and jax.default_backend() == "cpu" else "xla"
+        taps = train and jax.default_backend() == "cpu" and not cpu_single_threaded()
+        return "taps" if taps else "xla"
     return impl
 
 
