@@ -28,6 +28,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from lfe import malloc
+
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
@@ -105,6 +107,7 @@ class ProcessPoolExecutor:
         available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
             else list(range(os.cpu_count() or 1))
         self.capacity = int(workers or len(available))
+        os.environ.update(malloc.env(os.environ))  # spawned workers start with them (lfe.malloc)
         ctx = mp.get_context("spawn")
         cores = ctx.Queue()
         if pin and self.capacity <= len(available):

@@ -85,4 +85,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    from lfe import malloc
+
+    malloc.reexec()  # glibc malloc settings for XLA:CPU (lfe/malloc.py); once, before JAX loads
     app.run(main, flags_parser=_parse_flags)

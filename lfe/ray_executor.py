@@ -27,6 +27,7 @@ import os
 import time
 from collections.abc import Callable
 
+from lfe import malloc
 from lfe.executors import Outcome, _call, single_thread_flags
 
 # Never shipped to workers: run outputs, environments, version control.
@@ -37,6 +38,9 @@ def task_env(num_cpus: float, num_gpus: float) -> dict[str, str]:
     """Environment variables a task's worker process starts with (before JAX is imported)."""
     if num_gpus <= 0:
         env = {"JAX_PLATFORMS": "cpu"}
+        tunables = malloc.env(os.environ).get("GLIBC_TUNABLES")
+        if tunables:
+            env["GLIBC_TUNABLES"] = tunables  # lfe.malloc
         if num_cpus <= 1:
             env["XLA_FLAGS"] = single_thread_flags(os.environ.get("XLA_FLAGS", ""))
         return env

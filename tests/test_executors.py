@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from lfe import executors
+from lfe import executors, malloc
 
 
 def square(x):
@@ -16,7 +16,8 @@ def boom(x):
 
 
 def affinity(_):
-    return sorted(os.sched_getaffinity(0)), os.environ.get("XLA_FLAGS", "")
+    return (sorted(os.sched_getaffinity(0)), os.environ.get("XLA_FLAGS", ""),
+            os.environ.get("GLIBC_TUNABLES", ""))
 
 
 def drain(ex):
@@ -54,7 +55,9 @@ def test_pool_runs_tasks_in_spawned_pinned_workers():
     assert {k: o.value for k, o in out.items() if k.startswith("k")} == {
         "k0": 0, "k1": 1, "k2": 4, "k3": 9}
     assert out["bad"].value is None and out["bad"].error.startswith("RuntimeError: bad input 1")
-    cores, flags = out["aff"].value
+    cores, flags, tunables = out["aff"].value
+    if malloc.applies():
+        assert malloc.tuned({"GLIBC_TUNABLES": tunables})  # workers start with lfe.malloc's
     if len(os.sched_getaffinity(0)) >= 2:
         assert len(cores) == 1  # pinned to one core
         assert "--xla_cpu_multi_thread_eigen=false" in flags

@@ -19,7 +19,7 @@ ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from configs import quickstart  # noqa: E402
-from lfe import evolution, executors, main, ray_executor, rundir, search  # noqa: E402
+from lfe import evolution, executors, main, malloc, ray_executor, rundir, search  # noqa: E402
 from tests import fake_fitness  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -98,6 +98,7 @@ def test_helpers_shape_tasks():
     assert ray_executor.task_env(1, 0)["JAX_PLATFORMS"] == "cpu"
     assert "--xla_cpu_multi_thread_eigen=false" in ray_executor.task_env(1, 0)["XLA_FLAGS"]
     assert "XLA_FLAGS" not in ray_executor.task_env(4, 0)
+    assert malloc.tuned(ray_executor.task_env(4, 0)) == malloc.applies()
     assert ray_executor.task_env(1, 0.25) == {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
     assert ray_executor.task_env(1, 1) == {}
     resources = {"CPU": 16.0, "GPU": 4.0}

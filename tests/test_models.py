@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lfe import models
+from lfe import malloc, models
 from lfe.models import common
 
 
@@ -150,7 +150,10 @@ def test_registry_register_and_duplicates():
     assert "tiny_test_model" not in models.available()
 
 
-def test_auto_conv_impl_uses_taps_only_for_training_on_cpu():
+def test_auto_conv_impl_uses_taps_only_for_training_on_cpu(monkeypatch):
+    monkeypatch.setattr(common.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setenv("XLA_FLAGS", "")
+    monkeypatch.setenv("GLIBC_TUNABLES", "")  # glibc's default malloc (see lfe.malloc)
     on_cpu = jax.default_backend() == "cpu"
     assert common.resolve_conv_impl("auto", train=True) == ("taps" if on_cpu else "xla")
     assert common.resolve_conv_impl("auto", train=False) == "xla"
@@ -166,3 +169,7 @@ def test_auto_conv_impl_uses_xla_conv_on_one_cpu_thread(monkeypatch):
     monkeypatch.setattr(common.os, "sched_getaffinity", lambda pid: {0}, raising=False)
     assert common.cpu_single_threaded()
     assert common.resolve_conv_impl("auto", train=True) == "xla"
+    monkeypatch.setattr(common.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    tuned = malloc.env({}).get("GLIBC_TUNABLES", "")
+    monkeypatch.setenv("GLIBC_TUNABLES", tuned)
+    assert common.resolve_conv_impl("auto", train=True) == ("xla" if malloc.applies() else "taps")

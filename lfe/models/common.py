@@ -17,6 +17,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lfe import malloc
+
 KERAS_BN_MOMENTUM = 0.99
 KERAS_BN_EPSILON = 1e-3
 
@@ -76,13 +78,15 @@ def cpu_single_threaded() -> bool:
 
 
 def resolve_conv_impl(impl: str, *, train: bool = True) -> str:
-    """ "auto" → "taps" when training on a multi-threaded CPU backend, "xla" otherwise (same
-    parameters). Measured (BENCHMARKS.md §3): the ConvNet step on 2 threads runs 15.5 steps/s
-    with taps vs 13.1 with XLA's conv, but on one pinned single-threaded core 6.0 vs 10.2."""
+    """ "auto" → "taps" when training on a multi-threaded CPU backend with glibc's default
+    malloc settings, "xla" otherwise (same parameters). Measured (BENCHMARKS.md §3), ConvNet
+    step: 2 threads, default malloc 17.6 steps/s with taps vs 16.0 with XLA's conv; with
+    `lfe.malloc`'s settings 17 vs 19–21; one pinned single-threaded core 6.0 vs 10.2 (14.1)."""
     if impl not in CONV_IMPLS:
         raise ValueError(f"unknown conv_impl {impl!r}; available: {', '.join(CONV_IMPLS)}")
     if impl == "auto":
-        taps = train and jax.default_backend() == "cpu" and not cpu_single_threaded()
+        taps = (train and jax.default_backend() == "cpu" and not cpu_single_threaded()
+                and not malloc.tuned())
         return "taps" if taps else "xla"
     return impl
 
