@@ -14,7 +14,7 @@ import os
 
 import ml_collections
 
-from lfe import cells, executors, fileio, fitness, losses, report
+from lfe import cells, executors, fitness, losses, report
 
 BASELINE = "cross_entropy"
 TRAIN_FN = "lfe.cells:train_task"
@@ -65,6 +65,11 @@ def by_loss(records: dict[str, dict], names: list[str]) -> dict[str, list[float]
             for n in names}
 
 
+def _revisions(records: dict[str, dict]) -> str:
+    revs = sorted({str(r.get("git_revision") or "unknown")[:7] for r in records.values()})
+    return ", ".join(revs) if revs else "none yet"
+
+
 def results_table(records: dict[str, dict], config) -> report.Table:
     """Table 4's layout: per loss, runs, mean ± std (%), Welch p vs cross-entropy (one-sided
     "greater" and two-sided), the paper's value when the config gives it."""
@@ -72,7 +77,7 @@ def results_table(records: dict[str, dict], config) -> report.Table:
     p = config.protocol
     note = (f"Best validation accuracy over evaluations every {p.eval_every} steps; {p.steps} "
             f"steps of `{p.model}` on {config.dataset}. Per-run records: `cells/`. "
-            f"Code: {fileio.git_revision()}.")
+            f"Runs made by code revision(s) {_revisions(records)}.")
     if config.get("command"):
         note += f"\n\nReproduce: `{config.command}`"
     return report.loss_table(config.get("title") or "Loss comparison", _names(config.losses),

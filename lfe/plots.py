@@ -118,3 +118,26 @@ def plot_elimination(stages: list[dict], path: str) -> str:
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title("Loss function elimination protocol")
     return _finish(fig, ax, path, legend=any(lines))
+
+
+def plot_curves(records: list[dict], path: str, *, title: str = "Validation accuracy") -> str:
+    """Validation accuracy over training steps per loss: the mean over a loss's runs, with a
+    band from the lowest to the highest run (``records``: cells with ``loss`` and ``curve`` rows
+    ``(step, train_acc, val_acc, loss)``; runs without validation are skipped)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    runs: dict[str, list[dict[int, float]]] = {}
+    for r in records:
+        points = {int(row[0]): 100 * row[2] for row in r.get("curve", []) if row[2] is not None}
+        if points:
+            runs.setdefault(r["loss"], []).append(points)
+    for name, curves in runs.items():
+        steps = sorted(set.intersection(*(set(c) for c in curves)))
+        values = np.array([[c[s] for s in steps] for c in curves])
+        line, = ax.plot(steps, values.mean(0), linewidth=1.4, label=f"{name} (n={len(curves)})")
+        if len(curves) > 1:
+            ax.fill_between(steps, values.min(0), values.max(0), alpha=0.15,
+                            color=line.get_color(), linewidth=0)
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title(title)
+    return _finish(fig, ax, path, legend=bool(runs))

@@ -330,8 +330,10 @@ def _cells_report(source: str, out: str, name: str, mode: str) -> list[str]:
     if mode == "compare":
         from lfe import compare
 
-        return write_tables([compare.results_table(records, ml_collections.ConfigDict(config))],
-                            out, name)
+        table = compare.results_table(records, ml_collections.ConfigDict(config))
+        curves = plots.plot_curves(list(records.values()), os.path.join(out, f"{name}_curves.png"),
+                                   title=config.get("title") or "Validation accuracy")
+        return write_tables([table], out, name) + [curves]
     return write_tables(transfer_tables(list(records.values()), config), out, name,
                         heading=config.get("title", ""))
 

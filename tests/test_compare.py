@@ -53,7 +53,8 @@ def test_results_table_statistics_match_scipy():
     rng = np.random.default_rng(0)
     ce, nl = rng.normal(57, 0.6, 5), rng.normal(58, 0.5, 5)
     # one legacy record (before cells carried "accuracy") must still be read
-    cells = {f"cross_entropy__seed{i}": {"loss": "cross_entropy", "best_val_accuracy": v / 100}
+    cells = {f"cross_entropy__seed{i}": {"loss": "cross_entropy", "best_val_accuracy": v / 100,
+                                         "git_revision": "72f8807300e9"}
              for i, v in enumerate(ce)}
     cells |= {f"neuroloss1__seed{i}": {"loss": "neuroloss1", "accuracy": v / 100}
               for i, v in enumerate(nl)}
@@ -68,6 +69,7 @@ def test_results_table_statistics_match_scipy():
     md = report.to_markdown(table)
     assert md.count("**") == 2 and "| cross_entropy | 5 |" in md
     assert "| neuroloss1 | 5 | **" in md and "58.711 ± 0.455" in md
+    assert "revision(s) 72f8807, unknown." in md  # the runs' own code revisions
 
 
 def test_welch_by_hand():

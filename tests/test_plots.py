@@ -30,3 +30,15 @@ def test_write_figures(tmp_path):
         img = Image.open(p)
         assert img.size[0] > 500 and img.size[1] > 300
         assert len(np.unique(np.asarray(img).reshape(-1, 4), axis=0)) > 10  # not blank
+
+
+def test_plot_curves_mean_and_band(tmp_path):
+    def record(loss, offset):
+        return {"loss": loss, "curve": [[s, 0.5, 0.3 + offset + s / 1e4, 1.0] for s in
+                                         (100, 200, 300)]}
+
+    records = [record("cross_entropy", 0.0), record("cross_entropy", 0.02), record("nl", 0.05),
+               {"loss": "gate_only", "curve": [[100, 0.5, None, 1.0]]}]
+    path = plots.plot_curves(records, str(tmp_path / "c.png"))
+    img = np.asarray(Image.open(path))
+    assert img.shape[1] > 500 and len(np.unique(img.reshape(-1, img.shape[-1]), axis=0)) > 10
