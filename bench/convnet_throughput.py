@@ -72,7 +72,7 @@ def _blocks(step_once, steps: int, blocks: int) -> list[dict]:
     return out
 
 
-def worker_jax_step(loss: str, steps: int, blocks: int) -> dict:
+def worker_jax_step(loss: str, steps: int, blocks: int, conv_impl: str = "auto") -> dict:
     import functools
 
     import jax
@@ -84,7 +84,7 @@ def worker_jax_step(loss: str, steps: int, blocks: int) -> dict:
     from lfe.schedules import make_optimizer
 
     g, sign = _loss_genome(loss)
-    model = get_model("convnet", num_classes=10)
+    model = get_model("convnet", num_classes=10, conv_impl=conv_impl)
     state = train.create_train_state(jax.random.PRNGKey(0), model, (32, 32, 3),
                                      make_optimizer(train.default_config()))
     step = jax.jit(functools.partial(
@@ -107,7 +107,10 @@ def worker_jax_step(loss: str, steps: int, blocks: int) -> dict:
     step_once()()
     compile_s = time.perf_counter() - t
     _blocks(step_once, 10, 1)  # warm-up
-    result = {"blocks": _blocks(step_once, steps, blocks), "compile_s": compile_s}
+    from lfe.models import common
+
+    result = {"blocks": _blocks(step_once, steps, blocks), "compile_s": compile_s,
+              "conv_impl": common.resolve_conv_impl(conv_impl)}
     loss_value = float(np.asarray(jax.device_get(holder["totals"]["loss"])) / holder["i"])
     return {**result, "mean_loss": loss_value}
 
@@ -177,9 +180,9 @@ def worker_torch(loss: str, steps: int, blocks: int, compiled: bool) -> dict:
             "threads": torch.get_num_threads()}
 
 
-def worker(variant: str, loss: str, steps: int, blocks: int) -> dict:
+def worker(variant: str, loss: str, steps: int, blocks: int, conv_impl: str = "auto") -> dict:
     if variant == "jax_step":
-        return worker_jax_step(loss, steps, blocks)
+        return worker_jax_step(loss, steps, blocks, conv_impl)
     if variant == "jax_run":
         return worker_jax_run(loss, steps, blocks)
     if variant in ("torch_eager", "torch_compile"):
@@ -187,10 +190,19 @@ def worker(variant: str, loss: str, steps: int, blocks: int) -> dict:
     raise ValueError(f"unknown variant {variant!r}; available: {', '.join(VARIANTS)}")
 
 
-def spawn(variant: str, loss: str, steps: int, blocks: int) -> dict:
+def spawn(variant: str, loss: str, steps: int, blocks: int, *, conv_impl: str = "auto",
+          env: dict | None = None, core: int | None = None) -> dict:
+    """One worker process. ``env``: its environment (default: this one with `lfe.malloc`'s
+    settings, as `python -m lfe.main` runs); ``core``: pin it to that core (``taskset``)."""
+    from lfe import malloc
+
     cmd = [sys.executable, "-m", "bench.convnet_throughput", f"--worker={variant}",
-           f"--losses={loss}", f"--steps={steps}", f"--blocks={blocks}"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+           f"--losses={loss}", f"--steps={steps}", f"--blocks={blocks}",
+           f"--conv-impl={conv_impl}"]
+    if core is not None:
+        cmd = ["taskset", "-c", str(core), *cmd]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                          env=malloc.env(os.environ) if env is None else env)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode or not lines:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
@@ -207,10 +219,12 @@ def main(argv=None) -> None:
     p.add_argument("--blocks", type=int, default=None, help="timed blocks per process")
     p.add_argument("--no-write", action="store_true")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--conv-impl", default="auto", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         loss = args.losses or LOSSES[0]
-        print(json.dumps(worker(args.worker, loss, args.steps, args.blocks)), flush=True)
+        print(json.dumps(worker(args.worker, loss, args.steps, args.blocks, args.conv_impl)),
+              flush=True)
         return
 
     losses = (args.losses or ("neuroloss3" if args.quick else ",".join(LOSSES))).split(",")
