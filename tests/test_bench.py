@@ -32,3 +32,19 @@ def test_write_section_appends_then_replaces_in_place(tmp_path):
     assert "body 1b" in text and "body 1\n" not in text and "body 2" in text
     assert text.index("## First") < text.index("## Second")  # replaced where it was
     assert "Command: `python" in text
+
+
+def test_convnet_xla_settings_and_environments():
+    from bench import convnet_xla
+    from lfe import malloc
+
+    settings = convnet_xla.settings()
+    labels = [convnet_xla.label(s) for s in settings]
+    assert len(set(labels)) == len(labels) == 12  # 2 threads x 2 malloc x 2 conv + 4 PyTorch
+    one = next(s for s in settings if s["threads"] == "1 core" and not s["tuned"])
+    env = convnet_xla._env(one)
+    assert "--xla_cpu_multi_thread_eigen=false" in env["XLA_FLAGS"]
+    assert env[malloc.OPT_OUT] == "1" and "GLIBC_TUNABLES" not in env
+    all_cores = next(s for s in settings if s["tuned"] and s["threads"] == "all cores")
+    tuned = convnet_xla._env(all_cores)
+    assert malloc.tuned(tuned) == malloc.applies() and malloc.OPT_OUT not in tuned
