@@ -44,7 +44,9 @@ class Table:
 
 def _mean_std(values: list[float]) -> str:
     s = stats.summarize(values)
-    return "-" if not s.n else f"{s.mean:.3f} ± {s.std:.3f}"
+    if s.n < 2:  # no spread from one run
+        return f"{s.mean:.3f} (one run)" if s.n else "-"
+    return f"{s.mean:.3f} ± {s.std:.3f}"
 
 
 def loss_table(title: str, losses: list[str], columns: dict[str, dict[str, list[float]]], *,

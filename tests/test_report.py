@@ -120,3 +120,9 @@ def test_report_mode_on_a_transfer_run_directory(tmp_path):
     assert "Table 3" in readme and "| setting | convnet |" in readme
     with pytest.raises(ValueError, match="nothing to report"):
         main.dispatch(report_config.get_config(), str(tmp_path / "cells"))
+
+
+def test_mean_std_of_one_run_claims_no_spread():
+    assert report._mean_std([57.3]) == "57.300 (one run)"
+    assert report._mean_std([]) == "-"
+    assert report._mean_std([57.0, 58.0]) == "57.500 ± 0.707"
