@@ -21,6 +21,7 @@ no-op. The cost: memory a process freed stays in it (peak RSS is what it was, se
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import sys
@@ -34,11 +35,16 @@ TUNABLES = {
 OPT_OUT = "LFE_MALLOC_DEFAULT"
 
 
+@functools.cache
+def _glibc() -> bool:
+    # platform.libc_ver reads the interpreter binary: once per process, not per conv layer
+    return sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+
+
 def applies(environ: Mapping[str, str] | None = None) -> bool:
     """Whether the settings apply here: Linux glibc, and no opt-out."""
     environ = os.environ if environ is None else environ
-    return (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
-            and environ.get(OPT_OUT, "") in ("", "0"))
+    return _glibc() and environ.get(OPT_OUT, "") in ("", "0")
 
 
 def _parse(value: str) -> dict[str, str]:
