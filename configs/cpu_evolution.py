@@ -16,7 +16,12 @@ Two worker processes, one pinned per core (about 200 s per child on one core: ga
 The cross-entropy band for Figure 4 comes from CE on the same surrogate protocol:
 ``python -m lfe.main --config=configs/cpu_evolution.py:ce_baseline --workdir=runs/cpu_evolution_ce``
 (mode compare, CE x 5 seeds); pass its (max, mean, min) as ``--config.ce_band``.
-Variants: ``:runlocal`` (a 2-minute smoke run), ``:ce_baseline`` (above).
+The best evolved loss is then re-trained on the full Table 4 protocol against cross-entropy
+(5 seeds each, Welch's test), from the run summary committed in ``results/cpu_evolution/``:
+``python -m lfe.main --config=configs/cpu_evolution.py:retrain --workdir=runs/cpu_evolution_retrain``
+(copy ``results/table4/cells/cross_entropy__seed*.json`` into its ``cells/`` first: the same
+protocol and seeds, so those cross-entropy runs are reused, not repeated).
+Variants: ``:runlocal`` (a 2-minute smoke run), ``:ce_baseline``, ``:retrain`` (above).
 """
 
 import ml_collections
@@ -64,9 +69,23 @@ def _ce_baseline() -> ml_collections.ConfigDict:
     return c
 
 
+def _retrain() -> ml_collections.ConfigDict:
+    from configs import table4  # noqa: PLC0415 (imports the training stack, as _ce_baseline)
+
+    c = table4.get_config()
+    c.title = "The best loss of configs/cpu_evolution.py vs cross-entropy on Table 4's protocol"
+    c.losses = "cross_entropy,results/cpu_evolution/best.json#1"
+    c.paper = ml_collections.ConfigDict()
+    c.command = ("python -m lfe.main --config=configs/cpu_evolution.py:retrain "
+                 "--workdir=runs/cpu_evolution_retrain")
+    return c
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if arg == "ce_baseline":
         return _ce_baseline()
+    if arg == "retrain":
+        return _retrain()
     c = _evolution()
     if arg == "runlocal":
         c.initial_population, c.population_size, c.tournament_size = 4, 3, 2
@@ -81,5 +100,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.fitness.gate_min_train_accuracy = 0.12
     elif arg:
         raise ValueError(f"unknown variant {arg!r} of configs/cpu_evolution.py; "
-                         "available: runlocal, ce_baseline")
+                         "available: runlocal, ce_baseline, retrain")
     return c

@@ -185,28 +185,43 @@ def get(name: str) -> LossDef:
 def resolve(spec: str) -> LossDef:
     """A library name, or a path to a JSON file holding a genome (optionally with its sign).
 
-    The file holds either a genome object (``lfe.genome.to_dict``) or
-    ``{"genome": {...}, "sign": -1, "name": "..."}`` as written to a run's ``best.json``.
+    The file holds a genome object (``lfe.genome.to_dict``), an entry
+    ``{"genome": {...}, "sign": -1, "name": "..."}``, or a list of entries as an evolution run
+    writes to ``best.json`` (fittest first): ``best.json`` is its first entry, ``best.json#3``
+    the third, named ``cand<id>`` after the run's candidate id.
     """
     if spec in _REGISTRY:
         return _REGISTRY[spec]
-    if not (spec.endswith(".json") or os.path.sep in spec):
+    path, _, rank = spec.partition("#") if ".json#" in spec else (spec, "", "")
+    if not (path.endswith(".json") or os.path.sep in path):
         return get(spec)
     try:
-        with open(spec) as f:
+        with open(path) as f:
             data = json.load(f)
     except OSError as e:
-        raise ValueError(f"cannot read loss file {spec!r}: {e.strerror}") from None
+        raise ValueError(f"cannot read loss file {path!r}: {e.strerror}") from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"loss file {spec!r} is not valid JSON: {e}") from None
+        raise ValueError(f"loss file {path!r} is not valid JSON: {e}") from None
+    stem = os.path.splitext(os.path.basename(path))[0]
+    if isinstance(data, list):
+        if not rank.isdigit() and rank:
+            raise ValueError(f"loss {spec!r}: the rank after '#' must be a number from 1")
+        i = int(rank or 1)
+        if not 1 <= i <= len(data) or not isinstance(data[i - 1], dict):
+            raise ValueError(f"loss {spec!r}: {path!r} holds {len(data)} entries, no entry {i}")
+        data = data[i - 1]
+        if "id" in data:
+            stem = f"cand{data['id']}"
+    elif rank:
+        raise ValueError(f"loss {spec!r}: '#{rank}' picks an entry of a list (best.json), "
+                         f"but {path!r} holds one genome")
     if isinstance(data, dict) and "genome" in data:
         sign = data.get("sign")
         if sign not in (None, 1, -1):
-            raise ValueError(f"loss file {spec!r}: sign must be 1 or -1, got {sign!r}")
-        name = data.get("name") or os.path.splitext(os.path.basename(spec))[0]
-        return from_genome(genome_lib.from_dict(data["genome"]), sign, name=name)
-    return from_genome(genome_lib.from_dict(data),
-                       name=os.path.splitext(os.path.basename(spec))[0])
+            raise ValueError(f"loss file {path!r}: sign must be 1 or -1, got {sign!r}")
+        return from_genome(genome_lib.from_dict(data["genome"]), sign,
+                           name=data.get("name") or stem)
+    return from_genome(genome_lib.from_dict(data), name=stem)
 
 
 def _dropin(name: str):

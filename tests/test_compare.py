@@ -79,3 +79,13 @@ def test_welch_by_hand():
     df = (5 / 3) ** 2 / ((1 / 3) ** 2 / 2 + (4 / 3) ** 2 / 2)
     assert p == pytest.approx(2 * sps.t.cdf(t, df))
     assert np.isnan(stats.welch([1], [2, 3]))
+
+
+def test_cpu_evolution_retrain_reuses_table4_cross_entropy():
+    """The evolved loss is re-trained on Table 4's exact protocol and seeds, so the Table 4
+    cross-entropy cells (same keys) are reused by copying them into its run directory."""
+    from configs import cpu_evolution
+
+    r, t = cpu_evolution.get_config("retrain"), table4.get_config()
+    assert r.protocol == t.protocol and r.seeds == t.seeds and r.dataset == t.dataset
+    assert r.losses.split(",") == ["cross_entropy", "results/cpu_evolution/best.json#1"]

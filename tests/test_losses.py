@@ -141,6 +141,20 @@ def test_resolve_names_and_files(tmp_path):
     entry = tmp_path / "best.json"
     entry.write_text(json.dumps({"genome": G.to_dict(g), "sign": -1, "name": "mine"}))
     assert L.resolve(str(entry)).name == "mine"
+    run_best = tmp_path / "run" / "best.json"  # an evolution run's top-k list, fittest first
+    run_best.parent.mkdir()
+    g3 = L.get("neuroloss3").genome
+    run_best.write_text(json.dumps([{"id": 7, "fitness": 0.6, "sign": -1, "genome": G.to_dict(g)},
+                                    {"id": 3, "fitness": 0.5, "sign": 1, "genome": G.to_dict(g3)}]))
+    first, second = L.resolve(str(run_best)), L.resolve(f"{run_best}#2")
+    assert (first.name, first.genome, first.sign) == ("cand7", g, -1)
+    assert (second.name, second.genome, second.sign) == ("cand3", g3, 1)
+    assert L.resolve(f"{run_best}#1").name == "cand7"
+    for spec, message in ((f"{run_best}#3", "holds 2 entries, no entry 3"),
+                          (f"{run_best}#x", "must be a number"),
+                          (f"{plain}#1", "holds one genome")):
+        with pytest.raises(ValueError, match=message):
+            L.resolve(spec)
     with pytest.raises(ValueError, match="unknown loss 'nope'; available: bessel_loss"):
         L.resolve("nope")
     with pytest.raises(ValueError, match="cannot read loss file"):
