@@ -19,7 +19,7 @@ The cross-entropy band for Figure 4 comes from CE on the same surrogate protocol
 The best evolved loss is then re-trained on the full Table 4 protocol against cross-entropy
 (5 seeds each, Welch's test), from the run summary committed in ``results/cpu_evolution/``:
 
-    python -m lfe.main --config=configs/cpu_evolution.py:retrain \\
+    python -m lfe.main --config=configs/cpu_evolution.py:retrain \
         --workdir=runs/cpu_evolution_retrain
 
 (copy ``results/table4/cells/cross_entropy__seed*.json`` into its ``cells/`` first: the same
