@@ -408,6 +408,18 @@ def best(state: dict, k: int, stage: str | None = None) -> list[dict]:
              "iteration": e["iteration"], "status": e["record"]["status"]} for e in ok[:k]]
 
 
+def count_above(state: dict, threshold: float) -> dict[str, int]:
+    """How many evaluated genomes of each stage have a fitness above ``threshold`` (say,
+    cross-entropy's mean on the same protocol), out of how many have a fitness at all:
+    ``{"initial": k, "initial_scored": n, "surrogate": k, "surrogate_scored": n}``."""
+    counts = {"initial": 0, "initial_scored": 0, "surrogate": 0, "surrogate_scored": 0}
+    for e in state["evaluated"]:
+        if not is_failed(e["record"]):
+            counts[f"{e['stage']}_scored"] += 1
+            counts[e["stage"]] += int(e["record"]["fitness"] > threshold)
+    return counts
+
+
 def summary(state: dict) -> dict:
     """Counts of the run so far and the population's fitness statistics."""
     ev = state["evaluated"]

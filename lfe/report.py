@@ -300,10 +300,25 @@ def _evolution_report(source: str, out: str, name: str) -> list[str]:
     summary = evolution.summary(state)
     note = (f"{summary['iterations']} iterations, {summary['evaluated']} evaluations, "
             f"{summary['successful_children']} successful children.")
+    if band:
+        note += " " + _beat_ce(state, band)
     table = Table("Best genomes of the search", ["rank", "loss", "stage", "fitness (%)",
                                                  "equation"], rows,
                   ["rank", "loss", "stage", "fitness", "equation"], raw, note)
     return files + write_tables([table], out, name)
+
+
+def _beat_ce(state: dict, band: tuple[float, float, float]) -> str:
+    """A sentence: how many scored candidates beat cross-entropy's mean and best (``band`` is
+    its (max, mean, min) on the surrogate protocol, as Figure 4 draws it)."""
+    from lfe import evolution
+
+    best, mean = band[0], band[1]
+    m, b = evolution.count_above(state, mean), evolution.count_above(state, best)
+    parts = [f"{m[s]} of {m[s + '_scored']} {label} beat cross-entropy's mean "
+             f"({100 * mean:.2f}%), {b[s]} its best run ({100 * best:.2f}%)"
+             for s, label in (("initial", "initial genomes"), ("surrogate", "children"))]
+    return "Scored on the surrogate protocol (failed ones excluded): " + "; ".join(parts) + "."
 
 
 def _elimination_report(source: str, out: str, name: str) -> list[str]:

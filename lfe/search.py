@@ -33,7 +33,7 @@ from lfe import genome as genome_lib
 
 # Fields that may change between a run and its resumption; any other change is refused.
 RESUMABLE_CHANGES = ("max_iterations", "max_hours", "executor", "workers", "ray", "plot_every",
-                     "command")
+                     "command", "ce_band", "top_k")  # the last two only change outputs
 DEFAULT_EVALUATOR = "lfe.fitness:evaluate_task"
 
 

@@ -334,6 +334,13 @@ def test_best_and_summary():
     assert s["mean"] == pytest.approx(np.mean(pop)) and s["best_evaluated"] == top[0]["fitness"]
     assert s["iterations"] == evolution.iterations_done(state) == SMALL.max_iterations
     assert collections.Counter(r["outcome"] for r in evolution.history(state))["initial"] == 1
+    median = float(np.median([e["record"]["fitness"] for e in ok]))
+    above = evolution.count_above(state, median)
+    assert above["initial_scored"] + above["surrogate_scored"] == len(ok)
+    assert above["initial"] + above["surrogate"] == sum(e["record"]["fitness"] > median
+                                                        for e in ok)
+    assert above["surrogate_scored"] == sum(e["stage"] == "surrogate" for e in ok)
+    assert evolution.count_above(state, 2.0) == {**above, "initial": 0, "surrogate": 0}
 
 
 def test_nan_fitness_is_a_failed_child_and_never_best():

@@ -126,3 +126,16 @@ def test_mean_std_of_one_run_claims_no_spread():
     assert report._mean_std([57.3]) == "57.300 (one run)"
     assert report._mean_std([]) == "-"
     assert report._mean_std([57.0, 58.0]) == "57.500 ± 0.707"
+
+
+def test_evolution_report_counts_candidates_beating_cross_entropy():
+    def ev(stage, fitness, status="ok"):
+        return {"stage": stage, "record": {"fitness": fitness, "status": status}}
+
+    state = {"evaluated": [ev("initial", 0.50), ev("initial", 0.56), ev("surrogate", 0.57),
+                           ev("surrogate", 0.55), ev("surrogate", 0.60),
+                           ev("surrogate", None, "gated")]}
+    text = report._beat_ce(state, (0.58, 0.555, 0.53))
+    assert text == ("Scored on the surrogate protocol (failed ones excluded): 1 of 2 initial "
+                    "genomes beat cross-entropy's mean (55.50%), 0 its best run (58.00%); 2 of 3 "
+                    "children beat cross-entropy's mean (55.50%), 1 its best run (58.00%).")

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from configs import quickstart
-from lfe import main, rundir
+from lfe import fileio, main, rundir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAKE = "tests.fake_fitness:evaluate"
@@ -68,6 +68,9 @@ def test_changed_config_is_refused(tmp_path, cifar_dir):
     c.fitness.data_dir = str(cifar_dir)
     c.max_iterations = 1
     main.dispatch(c, str(tmp_path))
+    c.ce_band, c.top_k = (0.3, 0.2, 0.1), 3  # outputs only: a resumed run may set them
+    main.dispatch(c, str(tmp_path))
+    assert fileio.read_json(tmp_path / "config.json")["ce_band"] == [0.3, 0.2, 0.1]
     c.tournament_size = 2
     with pytest.raises(ValueError, match="different config .*tournament_size"):
         main.dispatch(c, str(tmp_path))
