@@ -303,3 +303,20 @@ def test_init_from_starts_at_the_pretrained_weights(tmp_path):
     pretrained.save_variables(wrong, {"params": {"head": state.params["head"]}})
     with pytest.raises(ValueError, match="does not fit ConvNet"):
         run(**frozen, init_from=str(wrong))
+
+
+def test_init_is_compiled_once_per_model():
+    """A worker that trains many candidates reuses one jitted init per (equal) model; a model
+    with unhashable fields still initialises (uncached)."""
+    train._jitted_init.cache_clear()
+    a, b = get_model("convnet", num_classes=10), get_model("convnet", num_classes=10)
+    va = train.init_variables(jax.random.PRNGKey(0), a, (32, 32, 3))
+    vb = train.init_variables(jax.random.PRNGKey(0), b, (32, 32, 3))
+    assert train._jitted_init.cache_info().hits == 1
+    jax.tree.map(np.testing.assert_array_equal, va, vb)
+
+    class Unhashable(get_model("convnet", num_classes=3).__class__):
+        __hash__ = None
+
+    v = train.init_variables(jax.random.PRNGKey(0), Unhashable(num_classes=3), (32, 32, 3))
+    assert train._jitted_init.cache_info().currsize == 1 and v["params"]
