@@ -137,7 +137,8 @@ class _Run:
     def tell(self, candidate_id: int, record: dict, *, log: bool = True) -> None:
         if log:
             rundir.append_event(self.workdir, {"id": candidate_id, "record": record,
-                                               "time": time.time()})
+                                               "time": time.time(),
+                                               "git_revision": fileio.git_revision()})
         self.state = evolution.tell(self.params, self.state, self.archive, candidate_id, record)
         self.save()
         self.told_since_plot += 1

@@ -45,6 +45,7 @@ def test_evolve_writes_a_complete_run_directory(tmp_path, cifar_dir):
             "best_phenotypes.png", "best_phenotypes_zoom.png", "tensorboard"} <= files
     events = rundir.read_events(str(tmp_path))
     assert len(events) == s["evaluated"] == len({e["id"] for e in events})
+    assert {e["git_revision"] for e in events} == {fileio.git_revision()}  # the code of each
     best = json.load(open(tmp_path / "best.json"))
     assert best and best == sorted(best, key=lambda b: -b["fitness"])
     assert all("equation" in b and "genome" in b for b in best)
