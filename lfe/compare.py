@@ -33,18 +33,39 @@ def finished_cells(workdir: str) -> dict[str, dict]:
     return cells.read_cells(os.path.join(workdir, "cells"))
 
 
+def label(spec: str, records: dict[str, dict] | None = None) -> str:
+    """A loss's name in cell ids and tables: a library name as is; a genome file (say
+    ``results/run/best.json#1``) by its loss's own name (``cand9``), or, when the file is no
+    longer there, by the name its finished cells recorded for it."""
+    if spec in losses.available() or not (".json" in spec or os.path.sep in spec):
+        return spec
+    for r in (records or {}).values():
+        if r.get("spec") == spec:
+            return r["loss"]
+    try:
+        return losses.resolve(spec).name
+    except ValueError:
+        return spec
+
+
 def grid(config) -> list[cells.Cell]:
     """The (loss, seed) cells of a comparison, seeds outermost (so a partial grid is balanced)."""
     names = _names(config.losses)
-    specs = {n: fitness.loss_spec(losses.resolve(n)) for n in names}  # fail fast on bad names
+    loss_defs = {n: losses.resolve(n) for n in names}  # fail fast on bad names
     seeds = list(range(config.seeds)) if isinstance(config.seeds, int) else list(config.seeds)
     protocol = config.protocol.to_dict()
     data_dir = config.get("data_dir", "")
-    return [cells.Cell(cell_id(n, s), {"loss": n, "seed": s, "dataset": config.dataset,
-                                       "protocol": protocol},
-                       config.get("train_fn") or TRAIN_FN,
-                       (specs[n], protocol, config.dataset, data_dir, s))
-            for s in seeds for n in names]
+    out = []
+    for s in seeds:
+        for n in names:
+            name = label(n)
+            meta = {"loss": name, "seed": s, "dataset": config.dataset, "protocol": protocol}
+            if name != n:
+                meta["spec"] = n
+            out.append(cells.Cell(cell_id(name, s), meta, config.get("train_fn") or TRAIN_FN,
+                                  (fitness.loss_spec(loss_defs[n]), protocol, config.dataset,
+                                   data_dir, s)))
+    return out
 
 
 def run(config, workdir: str) -> report.Table:
@@ -80,8 +101,9 @@ def results_table(records: dict[str, dict], config) -> report.Table:
             f"Runs made by code revision(s) {_revisions(records)}.")
     if config.get("command"):
         note += f"\n\nReproduce: `{config.command}`"
-    return report.loss_table(config.get("title") or "Loss comparison", _names(config.losses),
-                             {column: by_loss(records, _names(config.losses))},
+    names = [label(n, records) for n in _names(config.losses)]
+    return report.loss_table(config.get("title") or "Loss comparison", names,
+                             {column: by_loss(records, names)},
                              p_values=("greater", "two-sided"),
                              paper={column: dict(config.get("paper") or {})}, note=note)
 

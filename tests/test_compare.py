@@ -89,3 +89,23 @@ def test_cpu_evolution_retrain_reuses_table4_cross_entropy():
     r, t = cpu_evolution.get_config("retrain"), table4.get_config()
     assert r.protocol == t.protocol and r.seeds == t.seeds and r.dataset == t.dataset
     assert r.losses.split(",") == ["cross_entropy", "results/cpu_evolution/best.json#1"]
+
+
+def test_a_genome_file_is_named_by_its_loss_in_cells_and_tables(tmp_path):
+    from lfe import genome as G
+    from lfe import losses as L
+
+    best = tmp_path / "best.json"  # an evolution run's top-k list
+    best.write_text(json.dumps([{"id": 9, "fitness": 0.5, "sign": -1,
+                                 "genome": G.to_dict(L.get("neuroloss2").genome)}]))
+    c = table4.get_config()
+    c.losses, c.seeds = f"cross_entropy,{best}#1", 2
+    grid = compare.grid(c)
+    assert [x.key for x in grid] == ["cross_entropy__seed0", "cand9__seed0",
+                                     "cross_entropy__seed1", "cand9__seed1"]
+    assert grid[1].meta["loss"] == "cand9" and grid[1].meta["spec"] == f"{best}#1"
+    records = {x.key: {**x.meta, "accuracy": 0.5 + 0.01 * i} for i, x in enumerate(grid)}
+    assert [r[0] for r in compare.results_table(records, c).csv_rows] == ["cross_entropy",
+                                                                         "cand9"]
+    best.unlink()  # a report made after the file moved still finds the name in the cells
+    assert [r[0] for r in compare.results_table(records, c).csv_rows][1] == "cand9"
