@@ -35,10 +35,8 @@ def finished_cells(workdir: str) -> dict[str, dict]:
 
 def label(spec: str, records: dict[str, dict] | None = None) -> str:
     """A loss's name in cell ids and tables: a library name as is; a genome file (say
-    ``results/run/best.json#1``) by its loss's own name (``cand9``), or, when the file is no
-    longer there, by the name its finished cells recorded for it."""
-    if spec in losses.available() or not (".json" in spec or os.path.sep in spec):
-        return spec
+    ``results/run/best.json#1``) by its loss's own name (``cand9``) as its finished cells
+    recorded it, else as the file gives it (the spec itself if it can no longer be read)."""
     for r in (records or {}).values():
         if r.get("spec") == spec:
             return r["loss"]
@@ -58,7 +56,7 @@ def grid(config) -> list[cells.Cell]:
     out = []
     for s in seeds:
         for n in names:
-            name = label(n)
+            name = loss_defs[n].name
             meta = {"loss": name, "seed": s, "dataset": config.dataset, "protocol": protocol}
             if name != n:
                 meta["spec"] = n
