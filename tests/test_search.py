@@ -6,6 +6,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -29,6 +30,13 @@ def cli(workdir):
     args = [f"--config.{k}={v}" for k, v in OVERRIDES.items()]
     return [sys.executable, "-m", "lfe.main", "--config=configs/quickstart.py:runlocal",
             f"--workdir={workdir}", *args]
+
+
+def told_count(events):
+    try:
+        return sum(1 for line in open(events) if line.endswith("\n"))
+    except FileNotFoundError:
+        return 0
 
 
 def final_state(workdir):
@@ -84,20 +92,27 @@ def test_kill_9_and_resume_ends_in_the_same_state(tmp_path, cifar_dir):
     subprocess.run(cli(straight), cwd=ROOT, env=env, check=True, capture_output=True,
                    timeout=600)
     killed = tmp_path / "killed"
+    events = killed / "events.jsonl"
     rng = random.Random(0)
     kills = 0
-    for attempt in range(12):
+    # Kill on progress, not on a clock: each attempt is killed soon after the run has told
+    # its target number of evaluations (of 20), so a fast machine is killed mid-run too.
+    for target in (2, 7, 13, None):
         proc = subprocess.Popen(cli(killed), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
-        try:  # later attempts live longer, so a slow machine still makes progress
-            proc.wait(timeout=rng.uniform(3.0, 7.0) + 3.0 * attempt)
+        if target is None:
+            proc.wait(timeout=600)
             break
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            kills += 1
-    else:
-        pytest.fail("the resumed run never finished")
+        deadline = time.monotonic() + 600
+        while proc.poll() is None and told_count(events) < target:
+            assert time.monotonic() < deadline, "the run made no progress"
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.3))  # land anywhere in the next evaluation or write
+        if proc.poll() is not None:
+            break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
     assert proc.returncode == 0, proc.stderr.read().decode()[-2000:]
     assert kills >= 1
     assert final_state(killed) == final_state(straight)
