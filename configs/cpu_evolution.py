@@ -5,8 +5,10 @@ r"""A real evolution sized for a 2-core CPU (issue #9): ConvNet gate + ConvNet s
 The paper's search (Alg. 2) scaled to a few CPU hours, resumable across sessions (rerun the same
 command; ``--config.max_hours=H`` bounds one invocation):
 - initial population: 24 random valid genomes scored on the surrogate protocol below;
-- population 12, tournament 4 (drawn with replacement), 60 iterations, up to 7 failed children
-  per iteration, 2,500 mutation attempts per child;
+- population 12, tournament 4 (drawn with replacement), 30 iterations, up to 7 failed children
+  per iteration, 2,500 mutation attempts per child (the committed run was planned at 60
+  iterations and cut to 30 on resume to fit two sessions; ``--config.max_iterations=60`` resumes
+  it further);
 - gate: the paper's, unchanged (ConvNet, 800 steps of the 8,000-step Table 4 schedule, rejected
   below 0.37 best training accuracy);
 - surrogate: the ConvNet protocol of Table 4 compressed to 2,000 steps (batch 128, Adam 1e-3,
@@ -46,7 +48,7 @@ def _evolution() -> ml_collections.ConfigDict:
     c.initial_population = 24
     c.population_size = 12
     c.tournament_size = 4
-    c.max_iterations = 60
+    c.max_iterations = 30
     c.executor = "pool"
     c.fitness.surrogate = surrogate_protocol()
     c.fitness.initial = surrogate_protocol()
