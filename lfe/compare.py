@@ -50,6 +50,7 @@ def grid(config) -> list[cells.Cell]:
     """The (loss, seed) cells of a comparison, seeds outermost (so a partial grid is balanced)."""
     names = _names(config.losses)
     loss_defs = {n: losses.resolve(n) for n in names}  # fail fast on bad names
+    specs = {n: fitness.loss_spec(d) for n, d in loss_defs.items()}  # once per loss, not per seed
     seeds = list(range(config.seeds)) if isinstance(config.seeds, int) else list(config.seeds)
     protocol = config.protocol.to_dict()
     data_dir = config.get("data_dir", "")
@@ -61,8 +62,7 @@ def grid(config) -> list[cells.Cell]:
             if name != n:
                 meta["spec"] = n
             out.append(cells.Cell(cell_id(name, s), meta, config.get("train_fn") or TRAIN_FN,
-                                  (fitness.loss_spec(loss_defs[n]), protocol, config.dataset,
-                                   data_dir, s)))
+                                  (specs[n], protocol, config.dataset, data_dir, s)))
     return out
 
 

@@ -34,7 +34,8 @@ def cli(workdir):
 
 def told_count(events):
     try:
-        return sum(1 for line in open(events) if line.endswith("\n"))
+        with open(events) as f:
+            return sum(1 for line in f if line.endswith("\n"))
     except FileNotFoundError:
         return 0
 
