@@ -4,13 +4,16 @@
 
 Batch 128, CIFAR-10 shapes (uint8 [128, 32, 32, 3] → float in [0, 1] inside the step), Adam in
 the Keras form with the warmup-cosine schedule, for each loss: an evolved-genome loss
-(NeuroLoss3, a genome of `lfe.losses`), a random genome that passes the integrity check
-(`lfe.integrity.sample_valid`, seed 0) and cross-entropy (its genome). Variants, each in its own
+(NeuroLoss3, a genome of `lfe.training.losses`), a random genome that passes the integrity check
+(`lfe.core.integrity.sample_valid`, seed 0) and cross-entropy (its genome). Variants, each in its
+own
 process, run interleaved (variant order rotates every repeat) so that load changes hit all:
 
-- `jax_step`: `lfe.train.accumulating_train_step`, jitted with donation exactly as `lfe.train.run`
+- `jax_step`: `lfe.training.train.accumulating_train_step`, jitted with donation exactly as
+`lfe.training.train.run`
   builds it, on batches already on the device: the pure step rate.
-- `jax_run`: `lfe.train.run` end to end: host pipeline (`lfe.data.pipeline`, real CIFAR-10 when
+- `jax_run`: `lfe.training.train.run` end to end: host pipeline (`lfe.training.data.pipeline`, real
+CIFAR-10 when
   $LFE_DATA_DIR is set, else random uint8 data of the same shapes), evaluation of 5,000 images
   every 100 steps; steps/s over the whole call, including init and compilation, and the marginal
   rate between a short and a long run (compilation excluded).
@@ -42,7 +45,8 @@ def _loss_genome(name: str):
     """(genome, sign) of a loss name of LOSSES."""
     import numpy as np
 
-    from lfe import integrity, losses
+    from lfe.core import integrity
+    from lfe.training import losses
 
     if name == "random_genome":
         (g, verdict), = integrity.sample_valid(np.random.default_rng(0), 1, integrity.Archive())
@@ -78,10 +82,10 @@ def worker_jax_step(loss: str, steps: int, blocks: int, conv_impl: str = "auto")
     import jax
     import numpy as np
 
-    from lfe import compile as compile_lib
-    from lfe import train
-    from lfe.models import get_model
-    from lfe.schedules import make_optimizer
+    from lfe.training import compile as compile_lib
+    from lfe.training import train
+    from lfe.training.models import get_model
+    from lfe.training.schedules import make_optimizer
 
     g, sign = _loss_genome(loss)
     model = get_model("convnet", num_classes=10, conv_impl=conv_impl)
@@ -107,7 +111,7 @@ def worker_jax_step(loss: str, steps: int, blocks: int, conv_impl: str = "auto")
     step_once()()
     compile_s = time.perf_counter() - t
     _blocks(step_once, 10, 1)  # warm-up
-    from lfe.models import common
+    from lfe.training.models import common
 
     result = {"blocks": _blocks(step_once, steps, blocks), "compile_s": compile_s,
               "conv_impl": common.resolve_conv_impl(conv_impl)}
@@ -116,13 +120,13 @@ def worker_jax_step(loss: str, steps: int, blocks: int, conv_impl: str = "auto")
 
 
 def worker_jax_run(loss: str, steps: int, blocks: int) -> dict:
-    from lfe import compile as compile_lib
-    from lfe import train
-    from lfe.models import get_model
+    from lfe.training import compile as compile_lib
+    from lfe.training import train
+    from lfe.training.models import get_model
 
     g, sign = _loss_genome(loss)
     if os.environ.get("LFE_DATA_DIR"):
-        from lfe import data
+        from lfe.training import data
 
         ds = data.load("cifar10")
         arrays = dict(train_images=ds.train_images, train_labels=ds.train_labels,
@@ -192,9 +196,9 @@ def worker(variant: str, loss: str, steps: int, blocks: int, conv_impl: str = "a
 
 def spawn(variant: str, loss: str, steps: int, blocks: int, *, conv_impl: str = "auto",
           env: dict | None = None, core: int | None = None) -> dict:
-    """One worker process. ``env``: its environment (default: this one with `lfe.malloc`'s
+    """One worker process. ``env``: its environment (default: this one with `lfe.core.malloc`'s
     settings, as `python -m lfe.main` runs); ``core``: pin it to that core (``taskset``)."""
-    from lfe import malloc
+    from lfe.core import malloc
 
     cmd = [sys.executable, "-m", "bench.convnet_throughput", f"--worker={variant}",
            f"--losses={loss}", f"--steps={steps}", f"--blocks={blocks}",
@@ -298,7 +302,8 @@ def report(results, losses, variants, steps, blocks, run_steps, repeats) -> str:
             f"cores (XLA default thread pool; torch.set_num_threads({threads})). {repeats} "
             f"repeats, variants interleaved, one process each; a process times {blocks} "
             f"blocks of {steps} steps after compilation and a 10-step warm-up and reports its "
-            f"best block. `jax_run` is `lfe.train.run` for {run_steps} steps with 5,000-image "
+            f"best block. `jax_run` is `lfe.training.train.run` for {run_steps} steps with "
+            f"5,000-image "
             f"evaluation every 100 steps, including init and compile; 'marginal' is "
             f"({run_steps} − 100) steps over the time difference to a 100-step run. "
             f"Cells: median (min–max) over repeats.\n\n")

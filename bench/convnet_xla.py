@@ -8,9 +8,9 @@ same thread settings as the reference. Settings:
 
 - threads: ``all cores`` (XLA's default thread pool) or ``1 core`` (``taskset`` to one core and
   ``--xla_cpu_multi_thread_eigen=false``: a worker of the process-pool executor);
-- malloc: glibc's defaults or `lfe.malloc`'s (``GLIBC_TUNABLES``, what ``python -m lfe.main``
+- malloc: glibc's defaults or `lfe.core.malloc`'s (``GLIBC_TUNABLES``, what ``python -m lfe.main``
   and the executors' workers run with);
-- conv: ``taps`` (`lfe.models.common.TapsConv`) or ``xla`` (XLA's convolution).
+- conv: ``taps`` (`lfe.training.models.common.TapsConv`) or ``xla`` (XLA's convolution).
 
 Settings run interleaved (the order rotates every repeat); a process reports its best block.
 Kernel (system) CPU time per step is reported separately: with glibc's defaults it is the page
@@ -40,7 +40,7 @@ def settings() -> list[dict]:
 
 
 def _env(setting: dict) -> dict:
-    from lfe import malloc
+    from lfe.core import malloc
 
     env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
     env["JAX_PLATFORMS"] = "cpu"
@@ -67,7 +67,7 @@ def measure(setting: dict, steps: int, blocks: int) -> dict:
 
 
 def label(s: dict) -> str:
-    malloc = "lfe.malloc" if s["tuned"] else "glibc default"
+    malloc = "lfe.core.malloc" if s["tuned"] else "glibc default"
     return f"{s['variant']} | {s['threads']} | {malloc} | {s['conv']}"
 
 

@@ -3,10 +3,10 @@
     python -m bench.evolution_overhead [--variant runlocal] [--iterations N] [--executor pool]
                                        [--workdir DIR] [--no-write]
 
-Runs ``mode: evolve`` (``lfe.search.run``) with ``configs/quickstart.py`` (``--variant
+Runs ``mode: evolve`` (``lfe.experiments.evolve.run``) with ``configs/quickstart.py`` (``--variant
 runlocal``: its 3-minute smoke variant; ``--iterations`` overrides ``max_iterations``) on the
 real CIFAR-10 of ``$LFE_DATA_DIR`` in a fresh work directory, and times, in this (controller)
-process, every controller call by wrapping it (``lfe.search`` itself is not changed):
+process, every controller call by wrapping it (``lfe.experiments.evolve`` itself is not changed):
 
 * ask: ``evolution.ask`` — initial sampling, tournament, mutation and the integrity check;
 * tell: ``evolution.tell``;
@@ -15,7 +15,7 @@ process, every controller call by wrapping it (``lfe.search`` itself is not chan
   TensorBoard scalars; it calls write_outputs every ``plot_every`` tells, counted once).
 
 Everything else is waiting for the executor (training in the workers) or start-up. Candidates
-per hour = evaluations told / wall time of ``search.run``; the steady rate is also taken from
+per hour = evaluations told / wall time of ``evolve.run``; the steady rate is also taken from
 ``events.jsonl`` timestamps (first to last evaluation). Goal: controller share < 2%.
 """
 
@@ -60,14 +60,15 @@ class Timers:
 
 
 def instrument(timers: Timers) -> None:
-    from lfe import evolution, rundir, search
+    from lfe.core import evolution, rundir
+    from lfe.experiments import evolve
 
     timers.wrap(evolution, "ask", "ask (mutation + integrity)")
     timers.wrap(evolution, "tell", "tell")
     timers.wrap(rundir, "save_state", "state writes")
     timers.wrap(rundir, "append_event", "state writes")
-    timers.wrap(search._Run, "write_outputs", "outputs (best.json, figures)")
-    timers.wrap(search._Run, "progress", "outputs (progress, TensorBoard)")
+    timers.wrap(evolve._Run, "write_outputs", "outputs (best.json, figures)")
+    timers.wrap(evolve._Run, "progress", "outputs (progress, TensorBoard)")
 
 
 def main(argv=None) -> dict:
@@ -82,7 +83,8 @@ def main(argv=None) -> dict:
         raise SystemExit("set LFE_DATA_DIR to the CIFAR-10 binary directory")
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     from configs import quickstart
-    from lfe import rundir, search
+    from lfe.core import rundir
+    from lfe.experiments import evolve
 
     config = quickstart.get_config(args.variant or None)
     if args.iterations >= 0:
@@ -93,7 +95,7 @@ def main(argv=None) -> dict:
     timers = Timers()
     instrument(timers)
     t0 = time.perf_counter()
-    summary = search.run(config, workdir)
+    summary = evolve.run(config, workdir)
     wall = time.perf_counter() - t0
     events = list(rundir.read_events(workdir))
     told = len(events)

@@ -13,7 +13,7 @@ accepted one joining the archive before the next is judged (``commit=True``), in
   stands; accepted children join the archive and the parent pool).
 
 The script asserts that verdicts (reason and orientation) and accepted phenotypes are identical
-before it reports speed. The reference is ``lfe.reference.check`` (one genome at a time: graph
+before it reports speed. The reference is ``lfe.core.reference.check`` (one genome at a time: graph
 walk, NumPy phenotype, a Python loop for the shape rule, the new phenotype compared with every
 archived one in a Python loop). Repeats alternate the two so that load from other processes hits
 both; CPU time (``time.process_time``) is reported next to wall time. JAX is never imported.
@@ -30,8 +30,8 @@ import time
 import numpy as np
 
 from bench import common
-from lfe import genome as genome_lib
-from lfe import integrity, reference
+from lfe.core import genome as genome_lib
+from lfe.core import integrity, reference
 
 
 def timed(fn):
@@ -177,10 +177,11 @@ def main(argv=None) -> None:
     body = "\n\n".join([
         f"{a.n:,} random genomes (authors' init, paper op set, seed {a.seed}) judged in order, "
         f"each accepted one joining the archive before the next (`commit=True`), by the batched "
-        f"check (`lfe.integrity.check_batch`, one call) and by the authors'-style reference "
-        f"(`lfe.reference.check`, one genome at a time, novelty compared one by one in a Python "
-        f"loop). Settings: an empty archive, and the archive a paper-scale search reaches: the "
-        f"phenotypes and equations of {n_initial:,} initial genomes (`sample_valid`, seed 1) and "
+        f"check (`lfe.core.integrity.check_batch`, one call) and by the authors'-style reference "
+        f"(`lfe.core.reference.check`, one genome at a time, novelty compared one by one in a "
+        f"Python loop). Settings: an empty archive, and the archive a paper-scale search reaches: "
+        f"the phenotypes and equations of {n_initial:,} initial genomes (`sample_valid`, seed 1) "
+        f"and "
         f"{n_children:,} accepted children (mutants of uniformly drawn accepted genomes, same "
         f"generator, judged 256 at a time; built in {build_cpu:.1f} s CPU, not timed below). "
         f"The batched check builds two tables once per process in the untimed warm-up call: "

@@ -27,7 +27,7 @@ FITNESS = r"""
 import json, os, resource, sys, time
 def rss(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 steps = int(sys.argv[1]); out = {"python": rss()}
-from lfe import fitness, losses
+from lfe.training import fitness, losses
 out["imports"] = rss()
 cfg = fitness.default_config()
 data = fitness.load_dataset(cfg.dataset, os.environ.get("LFE_DATA_DIR", ""))
@@ -46,7 +46,7 @@ import json, resource, sys
 import numpy as np
 def rss(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 n = int(sys.argv[1]); out = {"python": rss()}
-from lfe import equation, genome, integrity
+from lfe.core import equation, genome, integrity
 out["imports"] = rss()
 archive = integrity.Archive()
 found = integrity.sample_valid(np.random.default_rng(0), n, archive, batch_size=4096)

@@ -22,7 +22,7 @@ import optax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lfe import models  # noqa: E402
+from lfe.training import models  # noqa: E402
 
 # (label, registry name, image side, batch): App. D / §3.5 settings
 CASES = (

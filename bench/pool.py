@@ -29,7 +29,7 @@ from bench import common
 def _warm(seconds: float) -> int:
     """Worker warm-up: import the trainer, load the data, hold the worker for a moment (so each
     worker takes one warm-up task)."""
-    from lfe import fitness
+    from lfe.training import fitness
 
     fitness.load_dataset("cifar10", "")
     time.sleep(seconds)
@@ -37,8 +37,8 @@ def _warm(seconds: float) -> int:
 
 
 def _specs(n: int) -> list[dict]:
-    from lfe import fitness
-    from lfe import losses as losses_lib
+    from lfe.training import fitness
+    from lfe.training import losses as losses_lib
 
     names = [x for x in losses_lib.available() if losses_lib.get(x).genome is not None]
     return [fitness.loss_spec(losses_lib.get(names[i % len(names)])) for i in range(n)]
@@ -46,7 +46,8 @@ def _specs(n: int) -> list[dict]:
 
 def measure(workers: int, pin: bool, specs: list[dict], protocol: dict) -> dict:
     """Wall time of evaluating ``specs`` on a fresh ProcessPoolExecutor(workers, pin)."""
-    from lfe import executors, fitness
+    from lfe import executors
+    from lfe.training import fitness
 
     ex = executors.ProcessPoolExecutor(workers, pin=pin)
     try:
@@ -85,7 +86,7 @@ def main(argv=None) -> dict:
     if not os.environ.get("LFE_DATA_DIR"):
         raise SystemExit("set LFE_DATA_DIR to the CIFAR-10 binary directory")
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    from lfe import fitness
+    from lfe.training import fitness
 
     cores = len(os.sched_getaffinity(0))
     n = args.candidates or 2 * cores

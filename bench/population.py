@@ -7,10 +7,12 @@ Both sides train the ConvNet (batch 128, CIFAR-10 shapes, Adam, the gate's sched
 training images of ``$LFE_DATA_DIR`` (random uint8 images of the same shape when it is unset)
 with the backend JAX picks (CPU here; set nothing on a GPU host):
 
-* sequential: ``lfe.train``'s jitted step (``accumulating_train_step``) with one genome loss
-  compiled by ``compile.to_loss``, host batches from ``lfe.data.pipeline`` as ``train.run`` feeds
+* sequential: ``lfe.training.train``'s jitted step (``accumulating_train_step``) with one genome
+loss
+  compiled by ``compile.to_loss``, host batches from ``lfe.training.data.pipeline`` as
+  ``train.run`` feeds
   them. K sequential runs process K × steps candidate-steps at this same rate.
-* vmapped: ``lfe.population``'s step for K candidates with K different genome losses (the
+* vmapped: ``lfe.training.population``'s step for K candidates with K different genome losses (the
   library's genomes, repeated past 12), per-candidate batch orders (``--shared-data``: one).
 
 Each side is compiled and warmed up (3 steps), then timed over ``--steps`` steps (device
@@ -36,7 +38,7 @@ QUICK_KS, FULL_KS = (1, 2, 4), (1, 2, 4, 8, 16, 32, 64)
 def _data():
     import numpy as np
 
-    from lfe import data as data_lib
+    from lfe.training import data as data_lib
 
     if os.environ.get("LFE_DATA_DIR"):
         d = data_lib.load("cifar10")
@@ -47,7 +49,7 @@ def _data():
 
 
 def _losses(k: int):
-    from lfe import losses as losses_lib
+    from lfe.training import losses as losses_lib
 
     library = [losses_lib.get(n) for n in losses_lib.available()]
     library = [x for x in library if x.genome is not None]
@@ -61,14 +63,15 @@ def _sync(tree):
 
 
 def sequential_rate(images, labels, steps: int) -> tuple[float, float]:
-    """(steps/s of one candidate, compile+warm-up seconds) through lfe.train's jitted step."""
+    """(steps/s of one candidate, compile+warm-up seconds) through lfe.training.train's jitted
+    step."""
     import jax
 
-    from lfe import fitness, parallel
-    from lfe import train as train_lib
-    from lfe.data import pipeline
-    from lfe.models import get_model
-    from lfe.schedules import make_optimizer
+    from lfe.training import fitness, parallel
+    from lfe.training import train as train_lib
+    from lfe.training.data import pipeline
+    from lfe.training.models import get_model
+    from lfe.training.schedules import make_optimizer
 
     protocol = fitness.default_config().gate
     model = get_model("convnet", num_classes=10)
@@ -95,17 +98,18 @@ def sequential_rate(images, labels, steps: int) -> tuple[float, float]:
 
 
 def population_rate(images, labels, k: int, steps: int, shared: bool) -> tuple[float, float]:
-    """(candidate-steps/s of a K population, compile+warm-up seconds) via lfe.population."""
+    """(candidate-steps/s of a K population, compile+warm-up seconds) via
+    lfe.training.population."""
     import jax
     import jax.numpy as jnp
     import numpy as np
 
-    from lfe import compile as compile_lib
-    from lfe import fitness, population, progressive
-    from lfe import train as train_lib
-    from lfe.data import pipeline
-    from lfe.models import get_model
-    from lfe.schedules import make_optimizer
+    from lfe.training import compile as compile_lib
+    from lfe.training import fitness, population, progressive
+    from lfe.training import train as train_lib
+    from lfe.training.data import pipeline
+    from lfe.training.models import get_model
+    from lfe.training.schedules import make_optimizer
 
     protocol = fitness.default_config().gate
     model = get_model("convnet", num_classes=10)

@@ -3,9 +3,10 @@
 The same model, loss and optimizer as the project's ConvNet fitness step, written the way a
 PyTorch user would: NCHW, `nn.Conv2d`/`nn.BatchNorm2d` (Keras momentum 0.99 → torch 0.01,
 eps 1e-3), TF "SAME" padding for the stride-2 convolutions (one extra row/column after, as
-`lfe.models.common.conv`), swish, global average pool, dropout 0.1, dense head; the loss is a
+`lfe.training.models.common.conv`), swish, global average pool, dropout 0.1, dense head; the loss
+is a
 genome's graph evaluated with torch ops on softmax probabilities; Adam in the Keras form of
-`lfe.schedules.scale_by_keras_adam` with the warmup-cosine learning rate, as foreach ops.
+`lfe.training.schedules.scale_by_keras_adam` with the warmup-cosine learning rate, as foreach ops.
 
     step = make_step(genome, sign, compile=False)   # step(images uint8 NHWC, labels) -> loss
 """
@@ -19,12 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lfe import genome as genome_lib
-from lfe.genome import N_INPUTS, ROOT, Genome
+from lfe.core import genome as genome_lib
+from lfe.core.genome import N_INPUTS, ROOT, Genome
 
-EPS = 1e-7  # lfe.ops.EPS
+EPS = 1e-7  # lfe.core.ops.EPS
 
-# The paper's op set (lfe.ops) in torch, by name.
+# The paper's op set (lfe.core.ops) in torch, by name.
 _UNARY: dict[str, Callable] = {
     "neg": lambda x: -x,
     "ln": lambda x: torch.log(torch.abs(x) + EPS),
@@ -67,7 +68,8 @@ TORCH_OPS = {**_UNARY, **_BINARY}
 
 
 def genome_loss(g: Genome, sign: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """`loss(y, yhat) -> [batch]` as `lfe.compile.to_loss`: sign × graph summed over classes."""
+    """`loss(y, yhat) -> [batch]` as `lfe.training.compile.to_loss`: sign × graph summed over
+    classes."""
     if g.op_set != "paper":
         raise ValueError(f"the torch reference implements the 'paper' op set, not {g.op_set!r}")
     order = genome_lib.topological_order(g)
@@ -98,7 +100,7 @@ class SameConv(nn.Conv2d):
 
 
 class ConvNet(nn.Module):
-    """The paper's ConvNet (`lfe.models.convnet`), 13,930 parameters at 10 classes."""
+    """The paper's ConvNet (`lfe.training.models.convnet`), 13,930 parameters at 10 classes."""
 
     def __init__(self, num_classes: int = 10, dropout_rate: float = 0.1):
         super().__init__()
@@ -122,7 +124,7 @@ class ConvNet(nn.Module):
 
 
 def warmup_cosine(step: int, peak=1e-3, warmup=800, total=8000) -> float:
-    """`lfe.schedules.warmup_cosine` on the host."""
+    """`lfe.training.schedules.warmup_cosine` on the host."""
     if step < warmup:
         return peak * step / warmup
     t = min(max((step - warmup) / max(total - warmup, 1), 0.0), 1.0)

@@ -31,7 +31,8 @@ Variants: ``:runlocal`` (a 2-minute smoke run), ``:ce_baseline``, ``:retrain`` (
 
 import ml_collections
 
-from lfe import fitness, search
+from lfe.experiments import evolve
+from lfe.training import fitness
 
 SURROGATE_STEPS = 2000
 
@@ -44,7 +45,7 @@ def surrogate_protocol(steps: int = SURROGATE_STEPS) -> ml_collections.ConfigDic
 
 
 def _evolution() -> ml_collections.ConfigDict:
-    c = search.default_config()
+    c = evolve.default_config()
     c.initial_population = 24
     c.population_size = 12
     c.tournament_size = 4
@@ -61,7 +62,9 @@ def _evolution() -> ml_collections.ConfigDict:
 
 
 def _ce_baseline() -> ml_collections.ConfigDict:
-    from lfe import compare  # the grid imports the training stack; the evolution config does not
+    from lfe.experiments import (
+        compare,  # the grid imports the training stack; the evolution config does not
+    )
 
     c = compare.default_config()
     c.title = "Cross-entropy on the cpu_evolution surrogate protocol (2,000 ConvNet steps)"

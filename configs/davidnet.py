@@ -16,7 +16,8 @@ Variant ``runlocal`` (also ``cutmix,runlocal``): a CPU smoke test — DavidNet w
 
 import ml_collections
 
-from lfe import compare, fitness
+from lfe.experiments import compare
+from lfe.training import fitness
 
 BATCH_SIZE = 512
 

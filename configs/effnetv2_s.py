@@ -12,7 +12,7 @@ Variants:
              default schedule (Table 10; dataset cars196)
   finetune   from ImageNet weights (Table 11): 10,000 steps at 224 px, dropout 0.5, RandAugment
              15, batch 64, warm-up 500 steps (1 epoch), hold 1,500 (3 epochs), cosine to 0; the
-             weights file (``lfe.models.pretrained`` format, see PRETRAINED below for the
+             weights file (``lfe.training.models.pretrained`` format, see PRETRAINED below for the
              converter command) is ``--config.protocol.init_from``
   runlocal   a CPU smoke test of the default's structure: the ConvNet instead of EfficientNetV2-S
              (which takes minutes to compile on a CPU), two phases of 30 steps at 24/32 px,
@@ -22,10 +22,11 @@ Variants combine with commas where that makes sense (``large,runlocal``).
 
 import ml_collections
 
-from lfe import compare, fitness, progressive
+from lfe.experiments import compare
+from lfe.training import fitness, progressive
 
 VARIANTS = ("eliminate", "large", "finetune", "runlocal")
-# made once, offline, by: python -m lfe.models.pretrained convert --from=keras_h5 \
+# made once, offline, by: python -m lfe.training.models.pretrained convert --from=keras_h5 \
 #   efficientnetv2-s.h5 weights/efficientnetv2-s-imagenet.npz   (the Keras ImageNet weights)
 PRETRAINED = "weights/efficientnetv2-s-imagenet.npz"
 

@@ -16,7 +16,8 @@ steps with growing dropout, in-process.
 
 import ml_collections
 
-from lfe import elimination, fitness, progressive
+from lfe.experiments import eliminate
+from lfe.training import fitness, progressive
 
 
 def paper_protocol() -> ml_collections.ConfigDict:
@@ -28,7 +29,7 @@ def paper_protocol() -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    c = elimination.default_config()
+    c = eliminate.default_config()
     c.protocol = paper_protocol()
     if arg == "runlocal":
         c.keep = (4, 2, 1)

@@ -15,7 +15,7 @@ cross-entropy on a 60-step test-split transfer, all in-process.
 import ml_collections
 
 from configs import eliminate, quickstart, surrogate, transfer_paper
-from lfe import pipeline
+from lfe.experiments import pipeline
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

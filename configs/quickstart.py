@@ -11,7 +11,7 @@ Variant ``:runlocal``: a 3-minute smoke run (4 initial, population 3, 4 iteratio
 
 import ml_collections
 
-from lfe import search
+from lfe.experiments import evolve
 
 
 def _shorten(protocol, steps: int, total: int, warmup: int, eval_every: int) -> None:
@@ -21,7 +21,7 @@ def _shorten(protocol, steps: int, total: int, warmup: int, eval_every: int) -> 
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    c = search.default_config()
+    c = evolve.default_config()
     c.initial_population = 16
     c.population_size = 8
     c.tournament_size = 4

@@ -8,7 +8,7 @@ eliminate, transfer or compare run, or a whole pipeline) and writes ``<workdir>/
 
 import ml_collections
 
-from lfe import report
+from lfe.experiments import report
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

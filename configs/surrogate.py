@@ -18,11 +18,12 @@ with early stop 2).
 
 import ml_collections
 
-from lfe import fitness, search
+from lfe.experiments import evolve
+from lfe.training import fitness
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    c = search.default_config()
+    c = evolve.default_config()
     if not arg:
         c.fitness.surrogate = fitness.surrogate_protocol()
     elif arg != "convnet":

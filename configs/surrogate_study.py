@@ -17,7 +17,8 @@ reference, in-process.
 import ml_collections
 
 from configs import eliminate
-from lfe import fitness, losses, transfer
+from lfe.experiments import transfer
+from lfe.training import fitness, losses
 
 SIZES = (32, 48, 64, 80, 96, 112)
 

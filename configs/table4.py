@@ -10,7 +10,7 @@ Variants: ``:runlocal`` (2 losses x 2 seeds x 300 steps, in-process) for a smoke
 
 import ml_collections
 
-from lfe import compare
+from lfe.experiments import compare
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

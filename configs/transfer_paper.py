@@ -21,7 +21,8 @@ import importlib
 
 import ml_collections
 
-from lfe import fitness, transfer
+from lfe.experiments import transfer
+from lfe.training import fitness
 
 LOSSES = "neuroloss1,neuroloss2,neuroloss3,cross_entropy"
 TABLES = ("table8", "table9", "table10", "table11")

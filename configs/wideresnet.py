@@ -13,7 +13,8 @@ batch 32, 2 losses x 2 seeds in-process.
 
 import ml_collections
 
-from lfe import compare, fitness
+from lfe.experiments import compare
+from lfe.training import fitness
 
 
 def protocol(model: str = "wideresnet28_10") -> ml_collections.ConfigDict:

@@ -17,16 +17,9 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created if missing).")
 
-MODES = {
-    "phenotypes": "lfe.phenotypes",
-    "compare": "lfe.compare",
-    "evolve": "lfe.search",
-    "augment_grid": "lfe.data.grid",
-    "eliminate": "lfe.elimination",
-    "transfer": "lfe.transfer",
-    "report": "lfe.report",
-    "pipeline": "lfe.pipeline",
-}
+# The modes: each name is a module of ``lfe.experiments`` with ``run(config, workdir)``.
+MODES = ("augment_grid", "compare", "eliminate", "evolve", "phenotypes", "pipeline", "report",
+         "transfer")
 
 
 def dispatch(config, workdir: str):
@@ -34,7 +27,7 @@ def dispatch(config, workdir: str):
     mode = config.get("mode")
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; available: {', '.join(sorted(MODES))}")
-    return importlib.import_module(MODES[mode]).run(config, workdir)
+    return importlib.import_module(f"lfe.experiments.{mode}").run(config, workdir)
 
 
 def _fail(message: str) -> None:
@@ -85,7 +78,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    from lfe import malloc
+    from lfe.core import malloc
 
     malloc.reexec()  # glibc malloc settings for XLA:CPU (lfe/malloc.py); once, before JAX loads
     app.run(main, flags_parser=_parse_flags)

@@ -1,6 +1,7 @@
 """A fast, deterministic stand-in for real training, for tests of the evolution machinery.
 
-Same signature and output as ``lfe.fitness.evaluate_task``; the fitness is a function of the
+Same signature and output as ``lfe.training.fitness.evaluate_task``; the fitness is a function of
+the
 candidate's genome (so a resumed run reproduces it exactly) and about one in five is gated.
 """
 

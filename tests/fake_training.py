@@ -1,4 +1,5 @@
-"""A fast, deterministic stand-in for one training cell (``lfe.cells.train_task``'s signature).
+"""A fast, deterministic stand-in for one training cell (``lfe.experiments.cells.train_task``'s
+signature).
 
 The accuracy is a hash of the loss and the number of steps, so rankings reshuffle from stage to
 stage of the elimination protocol. Every call appends ``{"loss", "steps", "seed"}`` to the file

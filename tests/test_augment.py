@@ -1,4 +1,5 @@
-"""Tests for lfe.data.augment: each op's shape, range, determinism and a defining property."""
+"""Tests for lfe.training.data.augment: each op's shape, range, determinism and a defining
+property."""
 
 import functools
 
@@ -8,8 +9,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from lfe import data
-from lfe.data import augment
+from lfe.training import data
+from lfe.training.data import augment
 
 
 def _images(batch=4, size=16, seed=0):

@@ -36,7 +36,7 @@ def test_write_section_appends_then_replaces_in_place(tmp_path):
 
 def test_convnet_xla_settings_and_environments():
     from bench import convnet_xla
-    from lfe import malloc
+    from lfe.core import malloc
 
     settings = convnet_xla.settings()
     labels = [convnet_xla.label(s) for s in settings]

@@ -6,7 +6,8 @@ import pytest
 from scipy import stats as sps
 
 from configs import table4
-from lfe import compare, report, stats
+from lfe.core import stats
+from lfe.experiments import compare, report
 
 
 def tiny_config(cifar_dir):
@@ -92,8 +93,8 @@ def test_cpu_evolution_retrain_reuses_table4_cross_entropy():
 
 
 def test_a_genome_file_is_named_by_its_loss_in_cells_and_tables(tmp_path):
-    from lfe import genome as G
-    from lfe import losses as L
+    from lfe.core import genome as G
+    from lfe.training import losses as L
 
     best = tmp_path / "best.json"  # an evolution run's top-k list
     best.write_text(json.dumps([{"id": 9, "fitness": 0.5, "sign": -1,

@@ -3,10 +3,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lfe import compile as C
-from lfe import genome as G
-from lfe import integrity as I
-from lfe import reference as R
+from lfe.core import genome as G
+from lfe.core import integrity as I
+from lfe.core import reference as R
+from lfe.training import compile as C
 
 
 def test_to_loss_sums_over_classes_and_applies_sign():

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from configs import davidnet, effnetv2_s, seresnext, surrogate, wideresnet
-from lfe import data as data_lib
-from lfe import fitness, progressive
-from lfe import losses as L
+from lfe.training import data as data_lib
+from lfe.training import fitness, progressive
+from lfe.training import losses as L
 
 CONFIGS = {"effnetv2_s": effnetv2_s, "wideresnet": wideresnet, "seresnext": seresnext,
            "davidnet": davidnet}

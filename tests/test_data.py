@@ -1,4 +1,5 @@
-"""Tests for lfe.data: CIFAR binary reader, dataset registry/sources, host batching, prefetch."""
+"""Tests for lfe.training.data: CIFAR binary reader, dataset registry/sources, host batching,
+prefetch."""
 
 import gc
 import itertools
@@ -7,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from lfe import data
-from lfe.data import cifar_binary
+from lfe.training import data
+from lfe.training.data import cifar_binary
 
 CIFAR_TRAIN_MEAN = (125.307, 122.950, 113.865)
 

@@ -1,4 +1,4 @@
-"""Tests for the tfds sources (lfe.data.tfds_source, datasets.load_tfds), offline.
+"""Tests for the tfds sources (lfe.training.data.tfds_source, datasets.load_tfds), offline.
 
 Nothing can be downloaded here: `tfds.testing.mock_data` makes `tfds.data_source` return generated
 examples that follow each builder's real feature spec (images of varying size for the transfer
@@ -8,8 +8,8 @@ datasets), and an injected `reader` stands in for tfds where exact split names a
 import numpy as np
 import pytest
 
-from lfe import data
-from lfe.data import tfds_source
+from lfe.training import data
+from lfe.training.data import tfds_source
 
 tfds = pytest.importorskip("tensorflow_datasets")
 

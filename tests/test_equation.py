@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from lfe import compile as C
-from lfe import equation as E
-from lfe import genome as G
-from lfe import integrity as I
+from lfe.core import equation as E
+from lfe.core import genome as G
+from lfe.core import integrity as I
+from lfe.training import compile as C
 
 NL3 = [("div", ["yhat", "y"]), ("div_sqrt", ["yhat", "h0"]), ("ln", ["h1"]),
        ("min", ["y", "h0"]), ("add", ["h2", "h3"])]

@@ -8,8 +8,8 @@ import random
 import numpy as np
 import pytest
 
-from lfe import evolution, integrity
-from lfe import genome as genome_lib
+from lfe.core import evolution, integrity
+from lfe.core import genome as genome_lib
 
 SMALL = evolution.Params(population_size=5, initial_population=10, tournament_size=3,
                          max_iterations=12, mutation_batch=16)

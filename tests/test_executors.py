@@ -4,7 +4,8 @@ import sys
 
 import pytest
 
-from lfe import executors, malloc
+from lfe import executors
+from lfe.core import malloc
 
 
 def square(x):
@@ -57,7 +58,7 @@ def test_pool_runs_tasks_in_spawned_pinned_workers():
     assert out["bad"].value is None and out["bad"].error.startswith("RuntimeError: bad input 1")
     cores, flags, tunables = out["aff"].value
     if malloc.applies():
-        assert malloc.tuned({"GLIBC_TUNABLES": tunables})  # workers start with lfe.malloc's
+        assert malloc.tuned({"GLIBC_TUNABLES": tunables})  # workers start with lfe.core.malloc's
     if len(os.sched_getaffinity(0)) >= 2:
         assert len(cores) == 1  # pinned to one core
         assert "--xla_cpu_multi_thread_eigen=false" in flags

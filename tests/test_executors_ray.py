@@ -19,7 +19,10 @@ ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from configs import quickstart  # noqa: E402
-from lfe import evolution, executors, main, malloc, ray_executor, rundir, search  # noqa: E402
+from lfe import executors, main  # noqa: E402
+from lfe.core import evolution, malloc, rundir  # noqa: E402
+from lfe.executors import ray_executor  # noqa: E402
+from lfe.experiments import evolve  # noqa: E402
 from tests import fake_fitness  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,7 +77,7 @@ def check_consistent(workdir, config):
     """The finished run's state accounts for every candidate exactly once, each with the record
     the fitness function gives for it."""
     state = rundir.load_state(str(workdir))
-    params = search.params_of(config)
+    params = evolve.params_of(config)
     ids = [e["id"] for e in state["evaluated"]]
     assert sorted(ids) == list(range(state["next_id"]))  # every asked candidate told once
     assert not state["in_flight"] and not state["initial_queue"] and not state["retries"]
@@ -86,7 +89,7 @@ def check_consistent(workdir, config):
     assert s["children_evaluated"] == s["successful_children"] + sum(s["failed_children"].values())
     assert len(state["population"]) == config.population_size
     for e in state["evaluated"]:  # each result belongs to its own candidate
-        expected = fake_fitness.evaluate(search._spec(e), {}, config.seed * 1_000_003 + e["id"],
+        expected = fake_fitness.evaluate(evolve._spec(e), {}, config.seed * 1_000_003 + e["id"],
                                          e["stage"])
         assert e["record"] == expected
     return state
@@ -249,14 +252,14 @@ def test_controller_killed_and_resumed_continues_with_in_flight(cluster, tmp_pat
 def test_controller_never_imports_jax(cluster, tmp_path):
     """A Ray controller given its config runs without JAX (DESIGN.md), figures included (drawn
     by a spawned helper); the config itself is built here, as the protocols' defaults come from
-    lfe.train."""
+    lfe.training.train."""
     c = small_config("ray", workers=2, plot_every=50)
     c.ray.address = cluster.address
     (tmp_path / "config.json").write_text(json.dumps(c.to_dict()))
     script = ("import json, sys, ml_collections\n"
-              "from lfe import search\n"
+              "from lfe.experiments import evolve\n"
               f"c = ml_collections.ConfigDict(json.load(open({str(tmp_path / 'config.json')!r})))\n"
-              f"s = search.run(c, {str(tmp_path / 'run')!r})\n"
+              f"s = evolve.run(c, {str(tmp_path / 'run')!r})\n"
               "print('JAX-IMPORTED' if 'jax' in sys.modules else 'NO-JAX', s['iterations'])\n")
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
                           timeout=300, env=dict(os.environ, JAX_PLATFORMS="cpu"))

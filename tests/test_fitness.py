@@ -3,9 +3,9 @@
 import jax.numpy as jnp
 import pytest
 
-from lfe import fitness
-from lfe import genome as G
-from lfe import losses as L
+from lfe.core import genome as G
+from lfe.training import fitness
+from lfe.training import losses as L
 
 
 def tiny(cifar_dir, **surrogate):

@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from lfe import genome as G
-from lfe import ops
+from lfe.core import genome as G
+from lfe.core import ops
 
 CE = [("ln", ["yhat"]), ("mul", ["y", "h0"]), ("neg", ["h0"]), ("neg", ["h0"]), ("neg", ["h1"])]
 

@@ -4,10 +4,10 @@ import sys
 import numpy as np
 import pytest
 
-from lfe import equation as E
-from lfe import genome as G
-from lfe import integrity as I
-from lfe import reference as R
+from lfe.core import equation as E
+from lfe.core import genome as G
+from lfe.core import integrity as I
+from lfe.core import reference as R
 
 
 def check_one(nodes, archive=None):
@@ -190,7 +190,7 @@ def test_equations_and_phenotypes_are_the_per_genome_ones():
 
 
 def test_importing_the_check_does_not_import_jax():
-    code = ("import sys, lfe.integrity, lfe.evolution, lfe.reference; "
+    code = ("import sys, lfe.core.integrity, lfe.core.evolution, lfe.core.reference; "
             "assert 'jax' not in sys.modules, 'jax imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -6,10 +6,10 @@ import jax.test_util
 import numpy as np
 import pytest
 
-from lfe import compile as C
-from lfe import genome as G
-from lfe import integrity as I
-from lfe import losses as L
+from lfe.core import genome as G
+from lfe.core import integrity as I
+from lfe.training import compile as C
+from lfe.training import losses as L
 
 EPS = 1e-7
 

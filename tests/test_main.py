@@ -27,7 +27,7 @@ def test_phenotypes_mode_writes_figures_and_statistics(tmp_path):
     assert saved["accepted"] + sum(saved["rejected_by"].values()) == 1500
     lines = (tmp_path / "accepted.jsonl").read_text().splitlines()
     assert len(lines) == saved["accepted"] > 0
-    from lfe import losses
+    from lfe.training import losses
     first = tmp_path / "first.json"
     first.write_text(lines[0])
     assert losses.resolve(str(first)).sign in (1, -1)
@@ -57,7 +57,7 @@ def test_cli_runs_and_reports_bad_input_in_one_line(tmp_path):
     assert bad_loss.returncode == 2
     errors = [line for line in bad_loss.stderr.splitlines() if line.startswith("lfe: error")]
     assert errors == ["lfe: error: unknown loss 'nosuchloss'; available: " + ", ".join(
-        __import__("lfe.losses").losses.available()) + ", or a path to a genome JSON file"]
+        __import__("lfe.training.losses").losses.available()) + ", or a path to a genome JSON file"]
 
     bad_key = run_cli("--config=configs/phenotypes.py", f"--workdir={tmp_path}/k",
                       "--config.no_such_key=1")

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from lfe import malloc
+from lfe.core import malloc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 needs_glibc = pytest.mark.skipif(not malloc.applies({}), reason="glibc only (Linux)")

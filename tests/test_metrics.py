@@ -3,7 +3,7 @@ import struct
 
 from tensorboardX.proto import event_pb2
 
-from lfe import metrics
+from lfe.core import metrics
 
 
 def test_writer_writes_tensorboard_event_files(tmp_path):
@@ -29,7 +29,7 @@ def test_writer_does_not_import_torch(tmp_path):
     """tensorboardX would import torch when installed; the writer must not pull it in."""
     import subprocess
     import sys
-    code = ("import sys; from lfe.metrics import MetricWriter; "
+    code = ("import sys; from lfe.core.metrics import MetricWriter; "
             f"w = MetricWriter({str(tmp_path)!r}); w.write_scalars(0, {{'a': 1.0}}); w.close(); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,4 +1,5 @@
-"""Tests for lfe.models: registry, exact parameter counts, shapes, train vs eval behaviour."""
+"""Tests for lfe.training.models: registry, exact parameter counts, shapes, train vs eval
+behaviour."""
 
 import functools
 
@@ -8,8 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lfe import malloc, models
-from lfe.models import common
+from lfe.core import malloc
+from lfe.training import models
+from lfe.training.models import common
 
 
 def _init(model, shape=(2, 32, 32, 3)):
@@ -143,7 +145,7 @@ def test_registry_register_and_duplicates():
         assert models.get_model("tiny_test_model", num_classes=3).num_classes == 3
         with pytest.raises(ValueError, match="already registered"):
             models.register("tiny_test_model", Tiny)
-        models.register("tiny_test_model", "lfe.models.convnet:ConvNet", overwrite=True)
+        models.register("tiny_test_model", "lfe.training.models.convnet:ConvNet", overwrite=True)
         assert type(models.get_model("tiny_test_model", num_classes=3)).__name__ == "ConvNet"
     finally:
         models.unregister("tiny_test_model")
@@ -153,7 +155,7 @@ def test_registry_register_and_duplicates():
 def test_auto_conv_impl_uses_taps_only_for_training_on_cpu(monkeypatch):
     monkeypatch.setattr(common.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setenv("XLA_FLAGS", "")
-    monkeypatch.setenv("GLIBC_TUNABLES", "")  # glibc's default malloc (see lfe.malloc)
+    monkeypatch.setenv("GLIBC_TUNABLES", "")  # glibc's default malloc (see lfe.core.malloc)
     on_cpu = jax.default_backend() == "cpu"
     assert common.resolve_conv_impl("auto", train=True) == ("taps" if on_cpu else "xla")
     assert common.resolve_conv_impl("auto", train=False) == "xla"

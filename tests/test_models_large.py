@@ -16,8 +16,8 @@ import numpy as np
 import optax
 import pytest
 
-from lfe import models
-from lfe.models import efficientnetv2
+from lfe.training import models
+from lfe.training.models import efficientnetv2
 
 LARGE = ("efficientnetv2_s", "wideresnet28_10", "seresnext29", "davidnet")
 
@@ -236,7 +236,7 @@ def test_model_lowers_the_loss_on_real_cifar10(name, cifar_dir):
     WRN-28-10 or SE-ResNeXt-29 training step alone takes many minutes on CI's 2 cores. Their
     full-size graphs are checked by the parameter-count tests (shapes through jax.eval_shape),
     and bench/model_speed.py trains them at full size."""
-    from lfe.data import cifar_binary
+    from lfe.training.data import cifar_binary
 
     images, labels = cifar_binary.read_batch_file(cifar_dir / "data_batch_1.bin")
     x = (jnp.asarray(images[:8], jnp.float32) - 127.5) / 128.0

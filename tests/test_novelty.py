@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from lfe import novelty as N
+from lfe.core import novelty as N
 
 
 def clusters(rng, n_centres=30, per=12, scales=(0.0, 0.004, 0.0099, 0.0101, 0.02), n=1000):

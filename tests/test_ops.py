@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import scipy.special as sps
 
-from lfe import ops
+from lfe.core import ops
 
 X = np.linspace(-3.0, 3.0, 61, dtype=np.float32)
 

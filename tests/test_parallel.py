@@ -1,4 +1,5 @@
-"""Data parallelism (lfe.parallel, lfe.train.run) on 2 host CPU devices, in a subprocess: XLA's
+"""Data parallelism (lfe.training.parallel, lfe.training.train.run) on 2 host CPU devices, in a
+subprocess: XLA's
 device count is fixed when JAX starts, so the test process itself cannot have two."""
 
 import json
@@ -9,15 +10,15 @@ import sys
 
 import pytest
 
-from lfe import parallel
+from lfe.training import parallel
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 SCRIPT = r"""
 import functools, json
 import jax, jax.numpy as jnp, numpy as np
-from lfe import parallel, schedules, train
-from lfe.models import get_model
+from lfe.training import parallel, schedules, train
+from lfe.training.models import get_model
 
 assert jax.local_device_count() == 2, jax.devices()
 mesh = parallel.local_mesh()

@@ -6,7 +6,9 @@ import os
 import pytest
 
 from configs import pipeline as pipeline_config
-from lfe import cells, fileio, main
+from lfe import main
+from lfe.core import fileio
+from lfe.experiments import cells
 
 
 def tiny(cifar_dir):
@@ -73,6 +75,6 @@ def test_pipeline_end_to_end_writes_every_report_file(tmp_path, cifar_dir):
 
 
 def test_finalists_token_expands_in_order():
-    from lfe import pipeline
+    from lfe.experiments import pipeline
     assert pipeline.transfer_losses("finalists, cross_entropy", ["a.json", "b.json"]) == \
         "a.json,b.json,cross_entropy"

@@ -1,8 +1,8 @@
 import numpy as np
 from PIL import Image
 
-from lfe import losses as L
-from lfe import plots
+from lfe.training import losses as L
+from lfe.training import plots
 
 
 def test_normalised_phenotype_of_cross_entropy():

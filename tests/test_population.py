@@ -7,11 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lfe import executors, fitness, population
-from lfe import genome as G
-from lfe import losses as L
-from lfe import train as T
-from lfe.models import get_model
+from lfe import executors
+from lfe.core import genome as G
+from lfe.training import fitness, population
+from lfe.training import losses as L
+from lfe.training import train as T
+from lfe.training.models import get_model
 
 # exp(1/(0+eps)) = inf; inf - inf = nan: non-finite for every input (as in test_fitness)
 NAN_GENOME = G.make([("reciprocal", ["y"]), ("exp", ["h0"]), ("mul", ["h1", "yhat"]),
@@ -166,7 +167,8 @@ def test_executor_groups_fitness_tasks(monkeypatch):
     cfg = {"a": 1}
     for i in range(3):
         ex.submit(str(i), fitness.evaluate_task, {"name": "cross_entropy"}, cfg, i, "surrogate")
-    ex.submit("x", executors.call_target, "lfe.fitness:evaluate_task", {"name": "c"}, cfg, 9,
+    ex.submit("x", executors.call_target, "lfe.training.fitness:evaluate_task", {"name": "c"}, cfg,
+    9,
               "initial")
     ex.submit("y", max, 1, 5)
     got = []

@@ -1,4 +1,5 @@
-"""Tests for lfe.models.pretrained: the .npz format, the loader's checks, the Keras converter.
+"""Tests for lfe.training.models.pretrained: the .npz format, the loader's checks, the Keras
+converter.
 
 A generated checkpoint stands in for the published weights: the variables of a shallow
 EfficientNetV2 (every block kind: fused expand 1 and 4, MBConv with SE) are written as a Keras
@@ -14,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lfe.models import efficientnetv2, pretrained
+from lfe.training.models import efficientnetv2, pretrained
 
 _S = efficientnetv2.EFFNETV2_S
 TINY = efficientnetv2.EfficientNetV2(

@@ -1,4 +1,5 @@
-"""Tests for lfe.progressive and progressive runs of lfe.train.run (tiny synthetic data)."""
+"""Tests for lfe.training.progressive and progressive runs of lfe.training.train.run (tiny
+synthetic data)."""
 
 import functools
 from collections.abc import Callable
@@ -9,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lfe import progressive, train
-from lfe.data import augment
-from lfe.models import get_model
+from lfe.training import progressive, train
+from lfe.training.data import augment
+from lfe.training.models import get_model
 
 SIZE = 16
 

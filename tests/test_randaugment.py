@@ -1,4 +1,5 @@
-"""Tests for lfe.data.randaugment: ops against PIL / NumPy references, magnitudes, the policy."""
+"""Tests for lfe.training.data.randaugment: ops against PIL / NumPy references, magnitudes, the
+policy."""
 
 import functools
 
@@ -8,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
-from lfe import data
-from lfe.data import randaugment as ra
+from lfe.training import data
+from lfe.training.data import randaugment as ra
 
 KEY = jax.random.key(0)
 

@@ -5,7 +5,7 @@ import pytest
 from scipy import stats as sps
 
 from configs import surrogate_study, transfer_paper
-from lfe import report, transfer
+from lfe.experiments import report, transfer
 
 RNG = np.random.default_rng(1)
 

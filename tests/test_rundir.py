@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from lfe import rundir
+from lfe.core import rundir
 
 
 def test_save_load_round_trip_and_previous_checkpoint(tmp_path):

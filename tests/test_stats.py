@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from lfe import stats
+from lfe.core import stats
 
 RNG = np.random.default_rng(0)
 A, B = RNG.normal(58.7, 0.45, 30), RNG.normal(58.47, 0.57, 30)

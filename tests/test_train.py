@@ -1,4 +1,5 @@
-"""Tests for lfe.train and lfe.schedules on small synthetic data (brightest quadrant = class)."""
+"""Tests for lfe.training.train and lfe.training.schedules on small synthetic data (brightest
+quadrant = class)."""
 
 import dataclasses
 import functools
@@ -9,9 +10,9 @@ import numpy as np
 import optax
 import pytest
 
-from lfe import schedules, train
-from lfe.data import pipeline
-from lfe.models import get_model
+from lfe.training import schedules, train
+from lfe.training.data import pipeline
+from lfe.training.models import get_model
 
 SIZE = 16
 
@@ -279,7 +280,7 @@ def test_stop_rule_between_evaluations_and_rules_that_pass(baseline):
 
 
 def test_init_from_starts_at_the_pretrained_weights(tmp_path):
-    from lfe.models import pretrained
+    from lfe.training.models import pretrained
 
     cfg = config(steps=40)
     state = train.create_train_state(

@@ -2,8 +2,8 @@
 
 import pytest
 
-from lfe import fitness
-from lfe import losses as L
+from lfe.training import fitness
+from lfe.training import losses as L
 
 
 @pytest.mark.slow

@@ -7,7 +7,8 @@ import os
 import pytest
 
 from configs import surrogate_study, transfer_paper
-from lfe import cells, fileio, transfer
+from lfe.core import fileio
+from lfe.experiments import cells, transfer
 
 FAKE = "tests.fake_training:train"
 
@@ -57,7 +58,8 @@ def test_grid_records_every_cell_once_and_resumes(tmp_path, monkeypatch):
 
 
 def test_losses_from_genome_files_and_unique_names(tmp_path):
-    from lfe import genome, losses
+    from lfe.core import genome
+    from lfe.training import losses
     path = tmp_path / "evolved.json"
     fileio.write_json_atomic(str(path), {"name": "cand7", "sign": 1, "genome": genome.to_dict(
         losses.get("neuroloss3").genome)})

@@ -1,0 +1,123 @@
+"""The run directory of a search: checkpointed state, event log, best genomes.
+
+``state.json`` holds everything the controller knows, as ``{"version", "sha256", "state"}``; the
+checksum covers the canonical JSON of ``state``. Each save writes a temp file (fsync), keeps the
+previous checkpoint as ``state.prev.json`` and renames the new one into place, so a kill at any
+moment leaves at least one good checkpoint. Loading verifies the checksum and falls back to the
+previous checkpoint with a warning; if neither is good it stops with an error — a damaged run is
+never silently restarted.
+
+``events.jsonl`` gets one line per finished evaluation *before* the state that includes it is
+saved (flushed and fsynced), so a restart can take a finished evaluation from the log instead of
+training it again: no finished evaluation is lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+
+from lfe.core import fileio
+
+STATE = "state.json"
+PREVIOUS = "state.prev.json"
+EVENTS = "events.jsonl"
+VERSION = 1
+
+
+class CorruptRunError(ValueError):
+    """No good checkpoint in a run directory that has one."""
+
+
+def _digest(state) -> str:
+    canonical = json.dumps(state, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def save_state(workdir: str, state: dict) -> None:
+    path = os.path.join(workdir, STATE)
+    tmp = os.path.join(workdir, ".state.next.json")
+    fileio.write_json_atomic(tmp, {"version": VERSION, "sha256": _digest(state),
+                                   "state": state}, indent=None)
+    if os.path.exists(path):
+        os.replace(path, os.path.join(workdir, PREVIOUS))
+    os.replace(tmp, path)
+    _fsync_dir(workdir)
+
+
+def _fsync_dir(workdir: str) -> None:
+    fd = os.open(workdir, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_checkpoint(path: str) -> dict:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise CorruptRunError(f"{path} is truncated or not JSON ({e})") from None
+    if not isinstance(data, dict) or data.get("version") != VERSION or "state" not in data:
+        raise CorruptRunError(f"{path} is not an lfe state checkpoint (version {VERSION})")
+    if _digest(data["state"]) != data.get("sha256"):
+        raise CorruptRunError(f"{path} fails its checksum")
+    return data["state"]
+
+
+def load_state(workdir: str) -> dict | None:
+    """The newest good checkpoint, or None for a fresh run directory."""
+    paths = [os.path.join(workdir, name) for name in (STATE, PREVIOUS)]
+    if not any(os.path.exists(p) for p in paths):
+        return None
+    errors = []
+    for path in paths:
+        if not os.path.exists(path):
+            continue
+        try:
+            state = _read_checkpoint(path)
+        except CorruptRunError as e:
+            errors.append(str(e))
+            continue
+        if errors:
+            print(f"warning: {errors[0]}; resuming from the previous checkpoint {path}",
+                  file=sys.stderr)
+        return state
+    raise CorruptRunError(f"no good checkpoint in {workdir}: {'; '.join(errors)} "
+                          "(refusing to restart over a damaged run; use a new --workdir)")
+
+
+def append_event(workdir: str, event: dict) -> None:
+    with open(os.path.join(workdir, EVENTS), "a") as f:
+        f.write(json.dumps(event, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def repair_events(workdir: str) -> None:
+    """Cuts a last line left incomplete by a kill, so the next event starts on its own line."""
+    path = os.path.join(workdir, EVENTS)
+    if not os.path.exists(path):
+        return
+    with open(path, "rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
+
+
+def read_events(workdir: str) -> list[dict]:
+    """Every complete event line (a line cut short by a kill is ignored)."""
+    path = os.path.join(workdir, EVENTS)
+    if not os.path.exists(path):
+        return []
+    events = []
+    with open(path) as f:
+        for line in f:
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return events

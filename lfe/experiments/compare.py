@@ -1,0 +1,131 @@
+"""``mode: compare`` — train a grid of losses × seeds with one protocol and tabulate the result.
+
+Each (loss, seed) cell is one real training run; its record is written to
+``<workdir>/cells/<loss>__seed<k>.json`` (atomically) the moment it finishes, so an interrupted
+grid resumes where it stopped and never retrains a finished cell. ``results.md`` /
+``results.csv`` hold mean ± std of the best validation accuracy per loss, Welch's t-test against
+cross-entropy (one-sided "greater", as the paper's Table 4, and two-sided), and the paper's
+numbers beside ours when the config gives them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import ml_collections
+
+from lfe import executors
+from lfe.experiments import cells, report
+from lfe.training import fitness, losses
+
+BASELINE = "cross_entropy"
+TRAIN_FN = "lfe.experiments.cells:train_task"
+
+
+def _names(spec) -> list[str]:
+    return [s.strip() for s in spec.split(",") if s.strip()] if isinstance(spec, str) \
+        else list(spec)
+
+
+def cell_id(loss_name: str, seed: int) -> str:
+    return f"{loss_name}__seed{seed}"
+
+
+def finished_cells(workdir: str) -> dict[str, dict]:
+    return cells.read_cells(os.path.join(workdir, "cells"))
+
+
+def label(spec: str, records: dict[str, dict] | None = None) -> str:
+    """A loss's name in cell ids and tables: a library name as is; a genome file (say
+    ``results/run/best.json#1``) by its loss's own name (``cand9``) as its finished cells
+    recorded it, else as the file gives it (the spec itself if it can no longer be read)."""
+    for r in (records or {}).values():
+        if r.get("spec") == spec:
+            return r["loss"]
+    try:
+        return losses.resolve(spec).name
+    except ValueError:
+        return spec
+
+
+def grid(config) -> list[cells.Cell]:
+    """The (loss, seed) cells of a comparison, seeds outermost (so a partial grid is balanced)."""
+    names = _names(config.losses)
+    loss_defs = {n: losses.resolve(n) for n in names}  # fail fast on bad names
+    specs = {n: fitness.loss_spec(d) for n, d in loss_defs.items()}  # once per loss, not per seed
+    seeds = list(range(config.seeds)) if isinstance(config.seeds, int) else list(config.seeds)
+    protocol = config.protocol.to_dict()
+    data_dir = config.get("data_dir", "")
+    out = []
+    for s in seeds:
+        for n in names:
+            name = loss_defs[n].name
+            meta = {"loss": name, "seed": s, "dataset": config.dataset, "protocol": protocol}
+            if name != n:
+                meta["spec"] = n
+            out.append(cells.Cell(cell_id(name, s), meta, config.get("train_fn") or TRAIN_FN,
+                                  (specs[n], protocol, config.dataset, data_dir, s)))
+    return out
+
+
+def run(config, workdir: str) -> report.Table:
+    todo = grid(config)
+    os.makedirs(workdir, exist_ok=True)
+    cells.claim_workdir(workdir, config, ("protocol", "dataset"))
+    done = cells.run_cells(todo, os.path.join(workdir, "cells"), config.executor,
+                           config.get("workers") or None, ray_options=config.get("ray"),
+                           label=f"compare ({workdir})")
+    table = results_table(done, config)
+    write_results(table, workdir)
+    return table
+
+
+def by_loss(records: dict[str, dict], names: list[str]) -> dict[str, list[float]]:
+    """Per loss, the best validation accuracies (%) of its finished runs."""
+    return {n: [100 * cells.accuracy(c) for c in records.values() if c["loss"] == n]
+            for n in names}
+
+
+def _revisions(records: dict[str, dict]) -> str:
+    revs = sorted({str(r.get("git_revision") or "unknown")[:7] for r in records.values()})
+    return ", ".join(revs) if revs else "none yet"
+
+
+def results_table(records: dict[str, dict], config) -> report.Table:
+    """Table 4's layout: per loss, runs, mean ± std (%), Welch p vs cross-entropy (one-sided
+    "greater" and two-sided), the paper's value when the config gives it."""
+    column = "validation accuracy (%)"
+    p = config.protocol
+    note = (f"Best validation accuracy over evaluations every {p.eval_every} steps; {p.steps} "
+            f"steps of `{p.model}` on {config.dataset}. Per-run records: `cells/`. "
+            f"Runs made by code revision(s) {_revisions(records)}.")
+    if config.get("command"):
+        note += f"\n\nReproduce: `{config.command}`"
+    names = [label(n, records) for n in _names(config.losses)]
+    return report.loss_table(config.get("title") or "Loss comparison", names,
+                             {column: by_loss(records, names)},
+                             p_values=("greater", "two-sided"),
+                             paper={column: dict(config.get("paper") or {})}, note=note)
+
+
+def write_results(table: report.Table, workdir: str) -> None:
+    report.write_tables([table], workdir, "results")
+    print(report.to_markdown(table))
+
+
+def default_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.mode = "compare"
+    c.title = "Loss comparison"
+    c.losses = "cross_entropy,neuroloss1,neuroloss2,neuroloss3"
+    c.seeds = 5  # an int n means seeds 0..n-1
+    c.dataset = "cifar10"
+    c.data_dir = ""
+    c.protocol = fitness.training_protocol()
+    c.executor = "pool"  # "inprocess" | "pool" | "ray"
+    c.workers = 0  # 0 = one per core
+    c.ray = executors.ray_config()  # used only with executor "ray"
+    c.paper = ml_collections.ConfigDict()
+    c.command = ""
+    c.train_fn = TRAIN_FN  # "module:function" of one cell (tests substitute a fake)
+    return c

@@ -1,0 +1,190 @@
+"""``mode: eliminate`` — the loss function elimination protocol (paper §3.9).
+
+The best ``keep[0]`` genomes of an evolution run directory (150 in the paper) are trained on
+progressive phase 1; the best ``keep[1]`` (50) are retrained *from scratch* on phases 1–2, the
+best ``keep[2]`` (25) on phases 1–3 and the best ``keep[3]`` (10) on phases 1–4. "Phases 1..k"
+is the protocol with ``phases[:k]`` and ``steps`` = the sum of their steps (names.md); one
+optimizer and schedule (``total_steps`` of the protocol) runs across them. Losses are compared
+by validation accuracy (best over the run's evaluations), the mean over ``seeds``.
+
+Run directory (``--workdir``):
+  config.json        the config; a rerun with another protocol, keep, source or dataset is refused
+  candidates.json    the genomes taken from the evolution run (frozen at the first run, so the
+                     source may keep evolving without changing this elimination)
+  cells/stage<k>/<loss>__seed<s>.json   one finished training (loss spec, seed, protocol, git
+                     revision, accuracy, curve), written atomically as it finishes: a rerun after
+                     a crash retrains nothing that has a file
+  elimination.json   per stage: entrants, ranking, survivors; and the finalists
+  finalists/<rank>_<loss>.json   the last stage's ranking as loss files
+  (``lfe.training.losses.resolve``)
+  results.md, results.csv        the stage tables
+
+``references`` (cross-entropy by default) are trained in every stage beside the candidates for
+comparison; they are never eliminated and never finalists.
+"""
+
+from __future__ import annotations
+
+import os
+
+import ml_collections
+
+from lfe import executors
+from lfe.core import evolution, fileio, rundir
+from lfe.experiments import cells, report
+from lfe.training import fitness, losses, progressive
+
+TRAIN_FN = "lfe.experiments.cells:train_task"
+
+
+def stage_protocol(protocol: dict, k: int) -> dict:
+    """The protocol trained in stage ``k`` (1-based): phases 1..k, steps = their sum."""
+    n = len(protocol.get("phases") or ())
+    if not 1 <= k <= n:
+        raise ValueError(f"stage {k} needs phases 1..{k}, but the protocol has {n} phases "
+                         "(set protocol.phases)")
+    return cells.to_plain(progressive.first_phases(ml_collections.ConfigDict(protocol), k))
+
+
+def select_candidates(source: str, k: int, stage: str = "") -> list[dict]:
+    """The top ``k`` evaluated genomes of evolution run ``source`` (fittest first)."""
+    state = rundir.load_state(source)
+    if state is None:
+        raise ValueError(f"no evolution run in {source!r} (state.json missing); set "
+                         "config.source to an evolve --workdir")
+    top = evolution.best(state, k, stage=stage or None)
+    if not top:
+        raise ValueError(f"evolution run {source!r} has no successfully evaluated genome yet")
+    return [{"name": f"cand{b['id']}", "id": b["id"], "genome": b["genome"], "sign": b["sign"],
+             "equation": b["equation"], "search_fitness": b["fitness"], "stage": b["stage"]}
+            for b in top]
+
+
+def _candidates(config, workdir: str) -> list[dict]:
+    path = os.path.join(workdir, "candidates.json")
+    if os.path.exists(path):
+        return fileio.read_json(path)
+    found = select_candidates(config.source, int(config.keep[0]), config.candidates_stage)
+    fileio.write_json_atomic(path, found)
+    return found
+
+
+def _spec(candidate: dict) -> dict:
+    return {"name": candidate["name"], "genome": candidate["genome"], "sign": candidate["sign"]}
+
+
+def rank(records: list[dict], names: list[str]) -> list[dict]:
+    """``names`` best first by mean accuracy over their records; a diverged run counts as the
+    worst value (its partial accuracy never wins), ties break by name."""
+    rows = []
+    for name in names:
+        mine = [r for r in records if r["loss"] == name]
+        values = [cells.accuracy(r) for r in mine]
+        score = -1.0 if any(r["status"] == "diverged" for r in mine) or not values \
+            else sum(values) / len(values)
+        rows.append({"loss": name, "score": score, "values": values,
+                     "statuses": sorted({r["status"] for r in mine})})
+    return sorted(rows, key=lambda r: (-r["score"], r["loss"]))
+
+
+def _seeds(config) -> list[int]:
+    return list(range(config.seeds)) if isinstance(config.seeds, int) else list(config.seeds)
+
+
+def stage_cells(config, k: int, entrants: list[dict], refs: dict[str, dict]) -> list[cells.Cell]:
+    protocol = stage_protocol(cells.to_plain(config.protocol), k)
+    data_dir = config.get("data_dir", "")
+    specs = {c["name"]: (_spec(c), c.get("id")) for c in entrants}
+    specs |= {name: (spec, None) for name, spec in refs.items()}
+    return [cells.Cell(f"stage{k}/{cells.safe_name(name)}__seed{s}",
+                       {"loss": name, "candidate": cid, "stage": k, "seed": s, "spec": spec,
+                        "dataset": config.dataset, "protocol": protocol},
+                       config.get("train_fn") or TRAIN_FN,
+                       (spec, protocol, config.dataset, data_dir, s))
+            for s in _seeds(config) for name, (spec, cid) in specs.items()]
+
+
+def _check(config) -> None:
+    keep = [int(n) for n in config.keep]
+    if not keep or any(b > a for a, b in zip(keep, keep[1:], strict=False)) or min(keep) < 1:
+        raise ValueError(f"keep must be positive and non-increasing, got {keep}")
+    stage_protocol(cells.to_plain(config.protocol), len(keep))  # enough phases
+
+
+def run(config, workdir: str) -> dict:
+    _check(config)
+    refs = {n: fitness.loss_spec(losses.resolve(n)) for n in
+            [s.strip() for s in (config.references or "").split(",") if s.strip()]}
+    os.makedirs(workdir, exist_ok=True)
+    cells.claim_workdir(workdir, config, ("protocol", "keep", "source", "dataset", "seeds",
+                                          "references", "candidates_stage"))
+    candidates = _candidates(config, workdir)
+    by_name = {c["name"]: c for c in candidates}
+    entrants, stages = candidates, []
+    for k, size in enumerate(config.keep, start=1):
+        entrants = entrants[:int(size)]
+        todo = stage_cells(config, k, entrants, refs)
+        done = cells.run_cells(todo, os.path.join(workdir, "cells"), config.executor,
+                               config.get("workers") or None, ray_options=config.get("ray"),
+                               label=f"elimination stage {k} ({len(entrants)} losses, "
+                                     f"phases 1..{k})")
+        missing = len(todo) - len(done)
+        if missing:
+            raise ValueError(f"elimination stage {k}: {missing} cells failed; rerun the same "
+                             "command to retry them (finished cells are kept)")
+        records = list(done.values())
+        ranking = rank(records, [c["name"] for c in entrants])
+        stages.append({"stage": k, "phases": k, "steps": todo[0].meta["protocol"]["steps"],
+                       "entrants": [c["name"] for c in entrants], "ranking": ranking,
+                       "references": rank(records, list(refs))})
+        entrants = [by_name[r["loss"]] for r in ranking]
+        if k < len(config.keep):
+            stages[-1]["survivors"] = [r["loss"] for r in ranking[:int(config.keep[k])]]
+        _write_summary(workdir, stages, by_name)
+    return fileio.read_json(os.path.join(workdir, "elimination.json"))
+
+
+def _write_summary(workdir: str, stages: list[dict], by_name: dict[str, dict]) -> None:
+    """``elimination.json``, ``results.md/csv`` and (after the last stage) ``finalists/``."""
+    last = stages[-1]
+    summary = {"stages": stages}
+    if "survivors" not in last:  # the protocol is complete
+        finalists = []
+        for i, row in enumerate(last["ranking"]):
+            c = by_name[row["loss"]]
+            entry = {**_spec(c), "rank": i + 1, "accuracy": row["score"],
+                     "equation": c["equation"], "search_fitness": c["search_fitness"],
+                     "id": c["id"]}
+            path = os.path.join(workdir, "finalists", f"{i + 1:02d}_{c['name']}.json")
+            fileio.write_json_atomic(path, entry)
+            finalists.append({**entry, "path": os.path.relpath(path, workdir)})
+        summary["finalists"] = finalists
+    fileio.write_json_atomic(os.path.join(workdir, "elimination.json"), summary)
+    report.write_tables(report.elimination_tables(summary, by_name), workdir, "results",
+                        heading="Loss function elimination protocol (§3.9)")
+
+
+def finalist_paths(workdir: str, top: int | None = None) -> list[str]:
+    """Loss files of the finalists, best first (for transfer)."""
+    summary = fileio.read_json(os.path.join(workdir, "elimination.json"))
+    if "finalists" not in summary:
+        raise ValueError(f"the elimination in {workdir} has not finished")
+    return [os.path.join(workdir, f["path"]) for f in summary["finalists"][:top]]
+
+
+def default_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.mode = "eliminate"
+    c.source = ""  # an evolve --workdir
+    c.candidates_stage = ""  # "" = every evaluated genome (paper), or "surrogate" / "initial"
+    c.keep = (150, 50, 25, 10)  # losses trained in stages 1..4 (stage k: phases 1..k)
+    c.references = "cross_entropy"  # trained in every stage for comparison, never eliminated
+    c.seeds = 1  # an int n means seeds 0..n-1; the ranking uses the mean over seeds
+    c.dataset = "cifar10"
+    c.data_dir = ""
+    c.protocol = fitness.training_protocol()  # needs `phases` (one per stage)
+    c.executor = "pool"
+    c.workers = 0
+    c.ray = executors.ray_config()  # used only with executor "ray"
+    c.train_fn = TRAIN_FN
+    return c

@@ -1,0 +1,326 @@
+"""``mode: evolve`` — run regularized evolution with an executor and a run directory.
+
+The loop: the controller (``lfe.core.evolution``) asks for candidates, the executor evaluates them
+(``fitness.evaluate_task`` by default), each finished evaluation is appended to ``events.jsonl``
+and told to the controller, and the state is checkpointed (``lfe.core.rundir``) after every change.
+Rerunning the same command on the same work directory resumes: evaluations already in the event
+log are told from it, the other in-flight candidates are submitted again. With the in-process
+executor and a fixed seed, an interrupted-and-resumed run ends in exactly the same state as an
+uninterrupted one.
+
+With ``executor: ray`` the controller (this process) keeps all evolution state and never imports
+JAX (DESIGN.md): fitness, losses and plots are imported only where they run, and the figures are
+drawn in a spawned helper process. ``state.json`` holds the in-flight candidates (saved before
+they are submitted), so a restarted controller submits them again; only the controller writes
+``events.jsonl`` and a candidate is told once, so a result is never counted twice.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import importlib
+import importlib.util
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+
+import ml_collections
+
+from lfe import executors
+from lfe.core import equation, evolution, fileio, metrics, rundir
+from lfe.core import genome as genome_lib
+
+# Fields that may change between a run and its resumption; any other change is refused.
+RESUMABLE_CHANGES = ("max_iterations", "max_hours", "executor", "workers", "ray", "plot_every",
+                     "command", "ce_band", "top_k")  # the last two only change outputs
+DEFAULT_EVALUATOR = "lfe.training.fitness:evaluate_task"
+
+
+def default_config() -> ml_collections.ConfigDict:
+    from lfe.training import fitness  # its protocols' defaults live with the trainer
+
+    c = ml_collections.ConfigDict()
+    c.mode = "evolve"
+    c.seed = 0
+    c.op_set = "paper"
+    c.init = "authors"  # "authors" (p_unary 0.7 hidden / 0.2 root) or "uniform" (§3.2 text)
+    c.initial_population = 1000
+    c.population_size = 100
+    c.tournament_size = 20
+    c.max_mutation_attempts = 2500
+    c.max_failed_children = 7
+    c.max_iterations = 2000
+    c.max_hours = 0.0  # wall-clock budget per invocation; 0 = none
+    c.executor = "pool"  # "inprocess" (deterministic) | "pool" (one process per core) | "ray"
+    c.workers = 0  # 0 = one per core (pool) / what the cluster fits (ray)
+    c.ray = executors.ray_config()  # address, resources, retries, timeout per task
+    c.evaluator = DEFAULT_EVALUATOR  # module:function(spec, fitness, seed, stage)
+    c.fitness = fitness.default_config()
+    c.ce_band = ()  # cross-entropy's (max, mean, min) fitness on the surrogate, for Figure 4
+    c.top_k = 10  # genomes kept in best.json
+    c.plot_every = 10  # redraw figures every N told evaluations; 0 = no figures (mode: report)
+    c.command = ""
+    return c
+
+
+def params_of(config) -> evolution.Params:
+    return evolution.Params(
+        population_size=config.population_size, initial_population=config.initial_population,
+        tournament_size=config.tournament_size,
+        max_mutation_attempts=config.max_mutation_attempts,
+        max_failed_children=config.max_failed_children, max_iterations=config.max_iterations,
+        op_set=config.op_set, init=config.init)
+
+
+def _resolve(target: str, load: bool = True):
+    """The evaluator ``module:function``; without ``load`` only its module is looked up, so a
+    Ray controller does not import (JAX-using) code that only its workers run."""
+    module, _, name = target.partition(":")
+    try:
+        if not load:
+            if not name or importlib.util.find_spec(module) is None:
+                raise ImportError(f"no module named {module!r} or no function name")
+            return None
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"cannot load evaluator {target!r}: {e}") from None
+
+
+def _comparable(config: dict) -> dict:
+    """The config without the fields a resumed run may change (the data may move too)."""
+    d = {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
+    d["fitness"] = {k: v for k, v in dict(d.get("fitness") or {}).items() if k != "data_dir"}
+    return d
+
+
+def _check_config(config, workdir: str) -> None:
+    path = os.path.join(workdir, "config.json")
+    mine = json.loads(json.dumps(config.to_dict()))
+    if os.path.exists(path):
+        saved, now = _comparable(fileio.read_json(path)), _comparable(mine)
+        changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        if changed:
+            raise ValueError(f"{workdir} holds a run with a different config "
+                             f"({', '.join(changed)}); use a new --workdir or the same config")
+    fileio.write_json_atomic(path, mine)
+
+
+def _spec(candidate) -> dict:
+    return {"name": f"candidate{candidate['id']}", "genome": candidate["genome"],
+            "sign": candidate["sign"]}
+
+
+class _Run:
+    """Mutable glue around the pure controller: state, archive, executor, files."""
+
+    def __init__(self, config, workdir: str):
+        self.config, self.workdir = config, workdir
+        self.params = params_of(config)
+        self.isolated = config.executor == "ray"  # no JAX in this process
+        self.evaluate = _resolve(config.evaluator, load=not self.isolated)
+        self.fitness_cfg = config.fitness.to_dict()
+        state = rundir.load_state(workdir)
+        self.resumed = state is not None
+        self.state = state if state is not None else evolution.init(self.params, config.seed)
+        self.archive = evolution.rebuild_archive(self.state)
+        self.writer = metrics.create_writer(os.path.join(workdir, "tensorboard"))
+        self.told_since_plot = 0
+        self.start = time.time()
+        self.first_iteration: tuple[float, int] | None = None
+        self.with_figures = bool(config.plot_every)
+        self.figures = _SpawnedFigures() if self.isolated and self.with_figures else None
+
+    def save(self) -> None:
+        rundir.save_state(self.workdir, self.state)
+
+    def tell(self, candidate_id: int, record: dict, *, log: bool = True) -> None:
+        if log:
+            rundir.append_event(self.workdir, {"id": candidate_id, "record": record,
+                                               "time": time.time(),
+                                               "git_revision": fileio.git_revision()})
+        self.state = evolution.tell(self.params, self.state, self.archive, candidate_id, record)
+        self.save()
+        self.told_since_plot += 1
+        self.progress(candidate_id, record)
+
+    def replay_events(self) -> set[int]:
+        """Tells in-flight candidates whose evaluation finished before a kill."""
+        rundir.repair_events(self.workdir)
+        waiting = {c["id"] for c in evolution.in_flight(self.state)}
+        told = set()
+        for event in rundir.read_events(self.workdir):
+            if event["id"] in waiting and event["id"] not in told:
+                self.tell(event["id"], event["record"], log=False)
+                told.add(event["id"])
+        return told
+
+    def progress(self, candidate_id: int, record: dict) -> None:
+        s = evolution.summary(self.state)
+        elapsed = time.time() - self.start
+        done, total = s["iterations"], self.params.max_iterations
+        fit = record.get("fitness")
+        best = s.get("best_evaluated") or 0.0
+        if self.first_iteration is None and done > 0:
+            self.first_iteration = (time.time(), done)  # iterations are timed from here
+        eta = ""
+        if self.first_iteration and self.first_iteration[1] < done < total:
+            t0, d0 = self.first_iteration
+            eta = f"  ETA {(time.time() - t0) / (done - d0) * (total - done) / 60:.1f} min"
+        line = (f"[iter {done}/{total}] cand {candidate_id} ({record['status']}"
+                f"{'' if fit is None else f' {100 * fit:.2f}%'})  evaluated {s['evaluated']}"
+                f"  best {100 * best:.2f}%  elapsed {elapsed / 60:.1f} min{eta}")
+        print(line, flush=True)
+        step = s["evaluated"]
+        scalars = {"evaluated": s["evaluated"], "iterations": done}
+        scalars |= {f"population/{k}": s[k] for k in ("best", "mean", "median")
+                    if s.get(k) is not None}
+        if fit is not None:
+            scalars["candidate/fitness"] = fit
+        self.writer.write_scalars(step, scalars)
+        if self.config.plot_every and self.told_since_plot >= self.config.plot_every:
+            self.write_outputs()
+
+    def budget_left(self) -> bool:
+        hours = self.config.max_hours
+        return not hours or (time.time() - self.start) < hours * 3600
+
+    def submit(self, executor, candidate) -> None:
+        args = (_spec(candidate), self.fitness_cfg,
+                int(self.config.seed) * 1_000_003 + int(candidate["id"]), candidate["stage"])
+        if self.isolated:  # the worker imports the evaluator, this process never does
+            executor.submit(str(candidate["id"]), executors.call_target, self.config.evaluator,
+                            *args)
+        else:
+            executor.submit(str(candidate["id"]), self.evaluate, *args)
+
+    def write_outputs(self, final: bool = False) -> None:
+        self.told_since_plot = 0
+        write_best(self.state, self.workdir, self.config.top_k)
+        args = (self.workdir, evolution.history(self.state), tuple(self.config.ce_band) or None,
+                evolution.best(self.state, 3))
+        if self.figures is not None:
+            self.figures.draw(*args, wait=final)
+        elif self.with_figures:
+            draw_figures(*args)
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.figures is not None:
+            self.figures.close()
+        self.writer.close()
+
+
+def draw_figures(workdir: str, rows: list[dict], band: tuple | None, top: list[dict]) -> None:
+    """Figure 4 from the iteration ``rows``; Figures 2-3 for CE and the ``top`` genomes."""
+    from lfe.training import losses as losses_lib  # JAX: only where figures are drawn
+    from lfe.training import plots
+
+    plots.plot_evolution(rows, os.path.join(workdir, "evolution.png"), ce_band=band)
+    if top:
+        chosen = [losses_lib.get("cross_entropy")] + [
+            losses_lib.from_genome(genome_lib.from_dict(b["genome"]), b["sign"],
+                                   name=f"#{i + 1} ({100 * b['fitness']:.1f}%)")
+            for i, b in enumerate(top)]
+        plots.write_figures(chosen, workdir, prefix="best_")
+
+
+def _cpu_only() -> None:
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")  # the controller host needs no accelerator
+
+
+class _SpawnedFigures:
+    """Draws figures in one spawned helper process, so the controller never imports JAX. A
+    request made while a drawing is running is dropped (a later one catches up); the final one
+    waits, and raises what the drawing raised."""
+
+    def __init__(self):
+        self._pool = cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"),
+                                            initializer=_cpu_only)
+        self._future: cf.Future | None = None
+
+    def draw(self, *args, wait: bool = False) -> None:
+        if self._future is not None and not self._future.done():
+            if not wait:
+                return
+            self._future.result()
+        self._future = self._pool.submit(draw_figures, *args)
+        if wait:
+            self._future.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def write_best(state, workdir: str, k: int) -> list[dict]:
+    """``best.json``: the top-k evaluated genomes with fitness, orientation and equations."""
+    top = []
+    for b in evolution.best(state, k):
+        g = genome_lib.from_dict(b["genome"])
+        top.append({"id": b["id"], "fitness": b["fitness"], "sign": b["sign"],
+                    "genome": b["genome"], "equation": equation.text(g, b["sign"]),
+                    "equation_shared": equation.text(g, b["sign"], style="let"),
+                    "latex": equation.latex(g, b["sign"])})
+    fileio.write_json_atomic(os.path.join(workdir, "best.json"), top)
+    return top
+
+
+def _evolve(r: _Run, executor) -> None:
+    """Asks, submits and tells until the run is done (or out of budget) and nothing is pending;
+    the in-flight candidates of a resumed run are submitted first."""
+    for candidate in evolution.in_flight(r.state):
+        r.submit(executor, candidate)
+    while True:
+        if r.budget_left() and not evolution.is_done(r.params, r.state):
+            r.state, new = evolution.ask(r.params, r.state, r.archive, executor.capacity)
+            r.save()  # in-flight candidates are on disk before they are submitted
+            for candidate in new:
+                r.submit(executor, candidate)
+        if not executor.pending:
+            return
+        for key, outcome in executor.wait_any():
+            if outcome.timed_out:  # a failed child, like a gated one: the search goes on
+                r.tell(int(key), evolution.timed_out_record(outcome.error))
+            elif outcome.error is not None:  # state is saved: rerunning resumes from here
+                raise ValueError(f"evaluation of candidate {key} failed: {outcome.error}")
+            else:
+                r.tell(int(key), outcome.value)
+
+
+def run(config, workdir: str) -> dict:
+    executors.check_name(config.executor)  # an unknown executor fails before any file
+    _resolve(config.evaluator, load=config.executor != "ray")  # so does an unknown evaluator
+    if config.evaluator == DEFAULT_EVALUATOR and config.executor != "ray":  # or missing data
+        from lfe.training import fitness  # (on Ray the data lives with the workers)
+
+        fitness.load_dataset(config.fitness.dataset, config.fitness.get("data_dir", ""))
+    os.makedirs(workdir, exist_ok=True)
+    _check_config(config, workdir)
+    r = _Run(config, workdir)
+    print(f"evolve: {'resuming' if r.resumed else 'starting'} in {workdir} "
+          f"({config.executor} executor)", flush=True)
+    r.replay_events()
+    executor = None
+    try:
+        executor = executors.make(config.executor, config.get("workers") or None,
+                                  config.get("ray"))
+        _evolve(r, executor)
+        r.write_outputs(final=True)
+    finally:
+        if executor is not None:
+            executor.close()
+        r.close()
+    s = evolution.summary(r.state)
+    print_summary(s, workdir)
+    return s
+
+
+def print_summary(s: dict, workdir: str) -> None:
+    print(f"\nevolve summary ({workdir}):", file=sys.stdout)
+    for key, value in s.items():
+        print(f"  {key}: {value}")
+    best_path = os.path.join(workdir, "best.json")
+    if os.path.exists(best_path):
+        for i, b in enumerate(fileio.read_json(best_path)[:5]):
+            print(f"  #{i + 1} {100 * b['fitness']:.2f}%  {b['equation']}")

@@ -1,0 +1,386 @@
+"""Population training: K candidates with different genome losses trained at once on one device.
+
+    results = run(get_model("convnet", num_classes=10), genomes, signs, protocol,
+                  train_images=x, train_labels=y, val_images=xv, val_labels=yv, seeds=[0, 1])
+
+Parameters, BatchNorm statistics and optimizer states carry a leading K axis and one jitted
+step is ``vmap``ped over them and over the genome codes (``lfe.training.compile.encode``), so the
+convolutions become batched/grouped convolutions. Each candidate's loss is the vmapped
+``lax.switch`` evaluator ``compile.evaluate_one``: a batched switch feeds unselected ops
+stop-gradient inputs, so one genome's NaN cannot reach another's gradient (SPEC.md).
+
+Semantics are ``lfe.training.train.run``'s, per candidate: candidate k uses ``seeds[k]`` for its
+initialisation, its dropout/augmentation keys *and* its batch order (the training set lives on
+the device; only the batch indices travel), so its result equals a sequential
+``train.run(..., seed=seeds[k])`` up to float summation order. ``shared_data=True`` feeds every
+candidate the batch order of ``seeds[0]`` instead (one gather per step, not K). Evaluation every
+``eval_every`` steps, best accuracies, stop rules and divergence are per candidate; a finished
+(stopped or diverged) candidate's state is frozen, so it never feeds NaNs into the batched ops.
+The batch runs until every candidate has finished (finished slots still cost compute).
+
+``PopulationExecutor`` (executor name ``vmap``) batches up to K submitted
+``fitness.evaluate_task`` calls into ``evaluate_population`` (gate, then the stage protocol).
+Whether that is faster is backend-specific (bench/population.py): ``default_k`` is the measured
+choice — K=1 (sequential, no vmap) on XLA:CPU, where vmapped convolutions run slower.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from lfe import executors
+from lfe.core.genome import Genome
+from lfe.training import compile as compile_lib
+from lfe.training import progressive
+from lfe.training import train as train_lib
+from lfe.training.data import augment as augment_lib
+from lfe.training.data import pipeline
+from lfe.training.schedules import make_optimizer
+
+# Measured best K per JAX backend (bench/population.py, BENCHMARKS.md). 1 = sequential runs.
+# XLA:CPU: K=2 ran at ≈0.25-0.5× sequential throughput, so never vmap there.
+MEASURED_K = {"cpu": 1}
+MODES = ("auto", "vmap", "sequential")
+
+
+def default_k(mode: str = "auto", backend: str | None = None, k: int = 0) -> int:
+    """Candidates per population run: "sequential" → 1, "vmap" → ``k`` (or the backend's
+    measured best, at least 2), "auto" → the measured best for the backend (1 when unmeasured:
+    never vmap without evidence that it is faster)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown population mode {mode!r}; available: {', '.join(MODES)}")
+    backend = backend or jax.default_backend()
+    if mode == "sequential":
+        return 1
+    if mode == "vmap":
+        return int(k) if k else max(2, MEASURED_K.get(backend, 8))
+    return int(k) if k else MEASURED_K.get(backend, 1)
+
+
+def genome_loss(code: dict, sign: jax.Array, op_set: str) -> train_lib.LossFn:
+    """``loss(y, yhat) -> [batch]`` of one encoded genome (traced arrays: vmap-able), as
+    ``compile.to_loss`` computes it: ``sign`` × graph output summed over classes, float32."""
+
+    def loss(y, yhat):
+        y, yhat = jnp.asarray(y, jnp.float32), jnp.asarray(yhat, jnp.float32)
+        out = compile_lib.evaluate_one(code["ops"], code["args"], code["order"], y, yhat,
+                                       op_set=op_set)
+        return sign * jnp.sum(out, axis=-1)
+
+    return loss
+
+
+def _where(mask: jax.Array, new: Any, old: Any) -> Any:
+    """Per-candidate select over pytrees with a leading K axis."""
+    return jax.tree.map(lambda n, o: jnp.where(mask.reshape((-1,) + (1,) * (n.ndim - 1)), n, o),
+                        new, old)
+
+
+def _population_fns(model, augment: dict, op_set: str, shared_data: bool):
+    """The jitted vmapped train step and eval function; built once per setting, so later
+    populations of the same shapes reuse the compiled code (only the genome codes change)."""
+    return _cached_fns(model, json.dumps(augment, sort_keys=True), op_set, shared_data)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_fns(model, augment_json: str, op_set: str, shared_data: bool):
+    augment = json.loads(augment_json)
+    train_aug = augment_lib.make_preprocess_fn(augment, train=True)
+    eval_aug = augment_lib.make_preprocess_fn(augment, train=False)
+
+    def one(state, totals, images, index, label, rng, code, sign):
+        batch = {"image": images[index], "label": label}
+        return train_lib.accumulating_train_step(
+            state, totals, batch, rng, loss_fn=genome_loss(code, sign, op_set),
+            augment_fn=train_aug, num_classes=model.num_classes)
+
+    data_axis = None if shared_data else 0
+
+    def step(states, totals, images, index, label, rngs, codes, signs, active):
+        new_states, new_totals = jax.vmap(one, in_axes=(0, 0, None, data_axis, data_axis, 0, 0,
+                                                        0))(
+            states, totals, images, index, label, rngs, codes, signs)
+        # A finished candidate (or one whose loss just went non-finite) keeps its old state.
+        keep = active & (new_totals["first_nonfinite"] < 0)
+        return _where(keep, new_states, states), _where(active, new_totals, totals)
+
+    def evaluate(states, batch):
+        return jax.vmap(lambda s: train_lib.eval_step(s, batch, augment_fn=eval_aug))(states)
+
+    return jax.jit(step, donate_argnums=(0, 1)), jax.jit(evaluate), eval_aug
+
+
+_NOT_OPTIMIZER = ("steps", "stop_rules", "eval_every", "eval_batch_size", "validate")
+
+
+def optimizer(config: Any):
+    """``make_optimizer(config)``, one object per distinct setting: the optimizer is part of the
+    train state's tree structure, so an equal object lets later populations reuse the compiled
+    step instead of compiling it again (the fields that only the loop reads are left out)."""
+    d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    return _cached_optimizer(json.dumps({k: v for k, v in d.items() if k not in _NOT_OPTIMIZER},
+                                        sort_keys=True, default=str))
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_optimizer(key: str):
+    return make_optimizer(json.loads(key))
+
+
+def run(
+    model,
+    genomes: Sequence[Genome],
+    signs: Sequence[int],
+    config: Any,
+    *,
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    val_images: np.ndarray | None = None,
+    val_labels: np.ndarray | None = None,
+    seeds: Sequence[int],
+    shared_data: bool = False,
+    log_fn: Callable[[int, dict], None] | None = None,
+) -> list[train_lib.TrainResult]:
+    """Trains one candidate per genome for ``config.steps`` steps; one ``TrainResult`` each.
+
+    ``genomes`` (K, one op set), ``signs`` (±1) and ``seeds`` are per candidate. The protocol is
+    ``train.run``'s (one phase, ``config.augment``; no ``phases`` or ``init_from``). A result's
+    ``wall_time_s`` is the population's wall time until that candidate finished.
+    """
+    start_time = time.perf_counter()
+    k = len(genomes)
+    if not k or len(signs) != k or len(seeds) != k:
+        raise ValueError(f"need K >= 1 genomes with one sign and one seed each, got {k} genomes, "
+                         f"{len(signs)} signs, {len(seeds)} seeds")
+    op_sets = {g.op_set for g in genomes}
+    if len(op_sets) != 1:
+        raise ValueError(f"a population needs one op set, got {sorted(op_sets)}")
+    if not isinstance(config, ml_collections.ConfigDict):
+        config = ml_collections.ConfigDict(dict(config))
+    phases = progressive.from_protocol(config)
+    if len(phases) != 1 or config.get("init_from"):
+        raise ValueError("population training takes single-phase protocols without init_from")
+    steps, eval_every = phases[0].steps, int(config.get("eval_every", 100))
+    if steps <= 0 or eval_every <= 0:
+        raise ValueError(f"need steps > 0 and eval_every > 0, got {steps} and {eval_every}")
+    rules = sorted((int(s), float(a)) for s, a in (config.get("stop_rules") or ()))
+    model = progressive.model_for_phase(model, phases[0])
+    augment = progressive.augment_for_phase(
+        progressive.resolve_augment(config.get("augment", "unit")), phases[0])
+    step_fn, eval_fn, eval_aug = _population_fns(model, augment, op_sets.pop(), shared_data)
+
+    keys = jax.vmap(lambda s: jax.random.split(jax.random.PRNGKey(s)))(jnp.asarray(seeds))
+    init_rngs, step_rngs = keys[:, 0], keys[:, 1]
+    shape = jax.eval_shape(lambda x: eval_aug(init_rngs[0], {"image": x})["image"],
+                           jax.ShapeDtypeStruct(train_images[:1].shape, train_images.dtype)).shape
+    tx = optimizer(config)
+    states = jax.vmap(lambda r: train_lib.create_train_state(r, model, shape[1:], tx))(init_rngs)
+    code = compile_lib.encode(list(genomes))
+    codes = {name: jnp.asarray(v) for name, v in code.items()}
+    sign_arr = jnp.asarray(signs, jnp.float32)
+    images = jax.device_put(np.asarray(train_images))  # once; each step sends only indices
+    val = []
+    if val_images is not None:
+        val = [jax.device_put(b) for b in pipeline.eval_batches(
+            val_images, val_labels, int(config.get("eval_batch_size", 500)))]
+    batch_size, positions = int(config.batch_size), np.arange(len(train_labels))
+    streams = [pipeline.train_batches(positions, train_labels, batch_size, s)
+               for s in (seeds[:1] if shared_data else seeds)]
+
+    best_val, best_train = np.zeros(k), np.zeros(k)
+    status, message, steps_run = ["ok"] * k, [""] * k, [0] * k
+    wall, curves = [0.0] * k, [[] for _ in range(k)]
+    active = np.ones(k, bool)
+    step = 0
+    for boundary in train_lib._boundaries(steps, eval_every, [s for s, _ in rules]):
+        totals = jax.tree.map(lambda x: jnp.broadcast_to(x, (k, *x.shape)),  # donated: fresh
+                              train_lib._zero_totals())
+        interval, mask = boundary - step, jnp.asarray(active)
+        for _ in range(interval):
+            batches = [next(s) for s in streams]
+            index = np.stack([b["image"] for b in batches]).astype(np.int32)
+            label = np.stack([b["label"] for b in batches])
+            if shared_data:
+                index, label = index[0], label[0]
+            states, totals = step_fn(states, totals, images, index, label, step_rngs, codes,
+                                     sign_arr, mask)
+        totals = jax.device_get(totals)
+        step = boundary
+        accs = None
+        if val:
+            outs = jax.device_get([eval_fn(states, b) for b in val])  # dispatch all, sync once
+            accs = (sum(o["correct"] for o in outs) / np.maximum(sum(o["count"] for o in outs),
+                                                                  1.0))
+        now = time.perf_counter() - start_time
+        for i in np.flatnonzero(active):
+            if totals["first_nonfinite"][i] >= 0:
+                steps_run[i] = int(totals["first_nonfinite"][i]) + 1
+                status[i], message[i] = "diverged", f"non-finite loss at step {steps_run[i]}"
+                active[i], wall[i] = False, now
+                continue
+            train_acc = float(totals["accuracy"][i]) / interval
+            loss = float(totals["loss"][i]) / interval
+            val_acc = float(accs[i]) if accs is not None else None
+            best_train[i] = max(best_train[i], train_acc)
+            if val_acc is not None:
+                best_val[i] = max(best_val[i], val_acc)
+            curves[i].append((step, train_acc, val_acc, loss))
+            if log_fn is not None:
+                log_fn(int(i), {"step": step, "train_accuracy": train_acc,
+                                "val_accuracy": val_acc, "loss": loss})
+            steps_run[i], wall[i] = step, now
+            failed = [(s, a) for s, a in rules if s <= step and best_train[i] < a]
+            if failed:
+                status[i], active[i] = "stopped_early", False
+                message[i] = (f"best train accuracy {best_train[i]:.4f} < {failed[0][1]} "
+                              f"after {failed[0][0]} steps")
+        rules = [(s, a) for s, a in rules if s > step]
+        if not active.any():
+            break
+    return [train_lib.TrainResult(
+        best_val_accuracy=float(best_val[i]), best_train_accuracy=float(best_train[i]),
+        status=status[i], steps_run=steps_run[i], wall_time_s=wall[i], curve=tuple(curves[i]),
+        message=message[i]) for i in range(k)]
+
+
+# --------------------------------------------------------------------------- fitness of K at once
+
+def _train_population(protocol: Any, losses: list, dataset, seeds: list[int]):
+    """``run`` for the candidates; protocols it does not take (several phases, pretrained
+    weights) run one candidate after another through ``fitness.train_once``."""
+    from lfe.training import fitness
+    from lfe.training.models import get_model
+
+    if len(progressive.from_protocol(protocol)) != 1 or protocol.get("init_from"):
+        return [fitness.train_once(loss, protocol, dataset, seed)
+                for loss, seed in zip(losses, seeds, strict=True)]
+
+    model = get_model(protocol.model, num_classes=dataset.num_classes,
+                      **dict(protocol.get("model_kwargs") or {}))
+    validate = bool(protocol.get("validate", True))
+    return run(model, [loss.genome for loss in losses], [loss.sign for loss in losses], protocol,
+               train_images=dataset.train_images, train_labels=dataset.train_labels,
+               val_images=dataset.val_images if validate else None,
+               val_labels=dataset.val_labels if validate else None, seeds=seeds)
+
+
+def evaluate_population(specs: Sequence[dict], config: dict, seeds: Sequence[int],
+                        stage: str = "surrogate") -> list[dict]:
+    """``fitness.evaluate_task`` for K candidates at once: the gate as one population run, then
+    the ``stage`` protocol for those that passed; one ``FitnessRecord.to_dict()`` each, as the
+    sequential evaluation gives (up to float summation order). A loss without a genome (the
+    closed-form NeuroLoss1) is evaluated sequentially."""
+    from lfe.training import fitness
+
+    if stage not in ("surrogate", "initial"):
+        raise ValueError(f"unknown fitness stage {stage!r}; available: surrogate, initial")
+    cfg = ml_collections.ConfigDict(config)
+    dataset = fitness.load_dataset(cfg.dataset, cfg.get("data_dir", ""))
+    losses = [fitness.resolve_spec(s) for s in specs]
+    records: list[Any] = [None] * len(specs)
+    todo = []
+    for i, loss in enumerate(losses):
+        if loss.genome is None:
+            records[i] = fitness.evaluate(loss, cfg, seed=seeds[i], stage=stage)
+        else:
+            todo.append(i)
+    gates: dict[int, train_lib.TrainResult] = {}
+    if cfg.gate_enabled and stage == "surrogate" and todo:
+        results = _train_population(cfg.gate, [losses[i] for i in todo], dataset,
+                                    [seeds[i] for i in todo])
+        passed = []
+        for i, gate in zip(todo, results, strict=True):
+            gates[i], acc = gate, gate.best_train_accuracy
+            if gate.status == "diverged":
+                records[i] = fitness.FitnessRecord(None, "diverged", gate.steps_run,
+                                                   gate.wall_time_s, gate.curve, acc, acc,
+                                                   message=f"gate: {gate.message}")
+            elif acc < cfg.gate_min_train_accuracy:
+                records[i] = fitness.FitnessRecord(
+                    None, "gated", gate.steps_run, gate.wall_time_s, gate.curve, acc, acc,
+                    message=f"gate: best train accuracy {acc:.4f} < "
+                            f"{cfg.gate_min_train_accuracy}")
+            else:
+                passed.append(i)
+        todo = passed
+    if todo:
+        results = _train_population(cfg[stage], [losses[i] for i in todo], dataset,
+                                    [seeds[i] for i in todo])
+        for i, result in zip(todo, results, strict=True):
+            gate = gates.get(i)
+            records[i] = fitness.FitnessRecord(
+                None if result.status == "diverged" else result.best_val_accuracy, result.status,
+                (gate.steps_run if gate else 0) + result.steps_run,
+                (gate.wall_time_s if gate else 0.0) + result.wall_time_s, result.curve,
+                gate.best_train_accuracy if gate else None, result.best_train_accuracy,
+                result.best_val_accuracy, result.message)
+    return [r.to_dict() for r in records]
+
+
+def _fitness_args(fn: Callable, args: tuple) -> tuple | None:
+    """``(spec, config, seed, stage)`` when the task is a ``fitness.evaluate_task`` call."""
+    from lfe.training import fitness
+
+    if fn is executors.call_target and args and args[0] == "lfe.training.fitness:evaluate_task":
+        args = args[1:]
+    elif fn is not fitness.evaluate_task:
+        return None
+    spec, config, seed, *rest = args
+    return spec, config, seed, (rest[0] if rest else "surrogate")
+
+
+class PopulationExecutor:
+    """Runs queued ``fitness.evaluate_task`` calls K at a time as one population (in this
+    process, on its default device); any other task runs alone, like ``inprocess``. Tasks are
+    grouped in submission order with the same fitness config and stage. ``k``: candidates per
+    population (0/None = ``default_k(mode)``); with K = 1 every task runs sequentially."""
+
+    def __init__(self, k: int | None = None, mode: str = "auto"):
+        self.capacity = default_k(mode, k=int(k or 0))
+        self._queue: list[tuple[str, Callable, tuple]] = []
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def submit(self, key: str, fn: Callable, *args) -> None:
+        self._queue.append((key, fn, args))
+
+    def wait_any(self) -> list[tuple[str, executors.Outcome]]:
+        if not self._queue:
+            return []
+        key, fn, args = self._queue.pop(0)
+        first = _fitness_args(fn, args)
+        if first is None or self.capacity == 1:
+            return [(key, executors.call(fn, args))]
+        group, rest, same = [(key, first)], [], json.dumps([first[1], first[3]], sort_keys=True)
+        for task in self._queue:
+            task_args = _fitness_args(task[1], task[2])
+            if (len(group) < self.capacity and task_args is not None
+                    and json.dumps([task_args[1], task_args[3]], sort_keys=True) == same):
+                group.append((task[0], task_args))
+            else:
+                rest.append(task)
+        self._queue = rest
+        outcome = executors.call(evaluate_population, (
+            [a[0] for _, a in group], first[1], [a[2] for _, a in group], first[3]))
+        if outcome.error is not None:
+            return [(k, outcome) for k, _ in group]
+        values = zip(group, outcome.value, strict=True)
+        return [(k, executors.Outcome(value=v)) for (k, _), v in values]
+
+    def close(self) -> None:
+        self._queue.clear()
+
+
+__all__ = ["MEASURED_K", "MODES", "PopulationExecutor", "default_k", "evaluate_population",
+           "genome_loss", "run"]

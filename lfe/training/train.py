@@ -1,0 +1,383 @@
+"""Trainer: (model, data, loss) → best validation accuracy, with the paper's stop rules.
+
+    result = run(get_model("convnet", num_classes=10), loss_fn, default_config(),
+                 train_images=x, train_labels=y, val_images=xv, val_labels=yv, seed=0)
+
+A loss is `loss_fn(y, yhat) -> [batch]` on float32 target distributions `y` and softmax
+probabilities `yhat`, both `[batch, classes]`; the trainer takes the batch mean. Batches are
+dicts `{"image": uint8 [B,H,W,C], "label": int32 [B]}` (optionally `"target"` float [B,C] for
+mixed labels; eval batches carry `"mask"`). The batch source is injected; augmentation runs on
+device, from the protocol's `augment` (a preset name or `{"train": [...], "eval": [...]}`, see
+`lfe.training.data.augment`) or from an injected image-only `preprocess_fn(rng, images, train=...)`.
+Label-mixing ops (CutMix) see and rewrite the target `y` that the loss consumes.
+
+A protocol with `phases` trains progressively (`lfe.training.progressive`); with more than one local
+device the step is data parallel over them (`lfe.training.parallel`); `init_from` starts from
+pretrained
+weights (`lfe.training.models.pretrained`) instead of a fresh initialisation.
+
+Speed (2-core CPU, ConvNet, batch 128, 32×32, CE, 1000-step `run` with 5k-image validation every
+100 steps): ≈20 steps/s end to end, ≈22 without the ~3.7 s init + compile (XLA conv: ≈19); two
+one-core processes side by side: 14 steps/s each. One host sync per eval interval.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax.training import train_state
+
+from lfe.core import protocol
+from lfe.training import parallel, progressive
+from lfe.training.data import augment as augment_lib
+from lfe.training.data import pipeline
+from lfe.training.schedules import make_optimizer
+
+Batch = dict[str, Any]
+LossFn = Callable[[jax.Array, jax.Array], jax.Array]
+PreprocessFn = Callable[..., jax.Array]
+AugmentFn = Callable[[jax.Array, Batch], Batch]
+BatchSource = Callable[..., Iterator[Batch]]
+
+
+class TrainState(train_state.TrainState):
+    batch_stats: Any
+
+
+@functools.lru_cache(maxsize=32)
+def _jitted_init(model) -> Callable:
+    """One jitted `model.init` per (equal) model, so a worker process that trains many
+    candidates compiles it once, not once per candidate (~4-5 s CPU each for the ConvNet)."""
+    return jax.jit(functools.partial(model.init, train=False))
+
+
+def init_variables(rng: jax.Array, model, image_shape: Sequence[int]) -> dict:
+    """`model.init` on a dummy float batch of `image_shape` (H, W, C)."""
+    try:
+        init = _jitted_init(model)
+    except TypeError:  # a user model with unhashable fields: not cached
+        init = jax.jit(functools.partial(model.init, train=False))
+    return init(rng, jnp.zeros((1, *image_shape), jnp.float32))
+
+
+def create_train_state(
+    rng: jax.Array, model, image_shape: Sequence[int], tx: optax.GradientTransformation,
+    variables: dict | None = None,
+) -> TrainState:
+    """A fresh state for `model` (or one holding `variables`, e.g. pretrained weights)."""
+    if variables is None:
+        variables = init_variables(rng, model, image_shape)
+    return TrainState.create(
+        apply_fn=model.apply,
+        params=variables["params"],
+        tx=tx,
+        batch_stats=variables.get("batch_stats", {}),
+    )
+
+
+def unit_preprocess(rng: jax.Array, images: jax.Array, train: bool = False) -> jax.Array:
+    """uint8 → float32 in [0, 1] (the ConvNet / ResNet9V2 input scaling)."""
+    del rng, train
+    return images.astype(jnp.float32) / 255.0
+
+
+def image_augment(preprocess_fn: PreprocessFn, *, train: bool) -> AugmentFn:
+    """Lifts an image-only `preprocess_fn(rng, images, train=...)` to an `AugmentFn`."""
+
+    def apply(rng: jax.Array, batch: Batch) -> Batch:
+        return {**batch, "image": preprocess_fn(rng, batch["image"], train=train)}
+
+    return apply
+
+
+def _targets(batch: Batch, num_classes: int) -> jax.Array:
+    if "target" in batch:
+        return batch["target"].astype(jnp.float32)
+    return jax.nn.one_hot(batch["label"], num_classes, dtype=jnp.float32)
+
+
+def train_step(
+    state: TrainState,
+    batch: Batch,
+    rng: jax.Array,
+    *,
+    loss_fn: LossFn,
+    augment_fn: AugmentFn,
+    num_classes: int,
+) -> tuple[TrainState, dict]:
+    """One update. `rng` is a base key; this step uses `fold_in(rng, state.step)`.
+
+    `augment_fn(rng, {"image": uint8 [B,H,W,C], "target": float32 [B,K]})` returns the model
+    input `"image"` (float32 [B,H',W',C]) and the target `y` the loss sees.
+    """
+    aug_rng, dropout_rng = jax.random.split(jax.random.fold_in(rng, state.step))
+    inputs = augment_fn(aug_rng, {"image": batch["image"],
+                                  "target": _targets(batch, num_classes)})
+    images, targets = inputs["image"], inputs["target"].astype(jnp.float32)
+
+    def batch_loss(params):
+        logits, updates = state.apply_fn(
+            {"params": params, "batch_stats": state.batch_stats},
+            images,
+            train=True,
+            rngs={"dropout": dropout_rng},
+            mutable=["batch_stats"],
+        )
+        probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+        per_example = loss_fn(targets, probs)
+        if per_example.shape != targets.shape[:1]:
+            raise ValueError(
+                f"loss_fn must return [batch] = {targets.shape[:1]}, got {per_example.shape}"
+            )
+        return jnp.mean(per_example.astype(jnp.float32)), (logits, updates["batch_stats"])
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(batch_loss, has_aux=True)(
+        state.params
+    )
+    state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    correct = jnp.argmax(logits, -1) == jnp.argmax(targets, -1)  # Keras categorical_accuracy
+    return state, {"loss": loss, "accuracy": jnp.mean(correct.astype(jnp.float32))}
+
+
+def eval_step(state: TrainState, batch: Batch, *, augment_fn: AugmentFn) -> dict:
+    """Correct predictions and examples in `batch`, ignoring entries with mask 0 (padding)."""
+    images = augment_fn(jax.random.PRNGKey(0), {"image": batch["image"]})["image"]
+    logits = state.apply_fn(
+        {"params": state.params, "batch_stats": state.batch_stats}, images, train=False
+    )
+    mask = batch.get("mask", jnp.ones(batch["label"].shape, jnp.float32)).astype(jnp.float32)
+    correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32) * mask
+    return {"correct": correct.sum(), "count": mask.sum()}
+
+
+def _zero_totals() -> dict:
+    return {
+        "loss": jnp.zeros([], jnp.float32),
+        "accuracy": jnp.zeros([], jnp.float32),
+        "first_nonfinite": jnp.full([], -1, jnp.int32),
+    }
+
+
+def accumulating_train_step(state, totals, batch, rng, **kwargs):
+    """`train_step` that sums its metrics on device and records the first non-finite loss,
+    so the host syncs once per eval interval instead of every step."""
+    step = state.step
+    state, metrics = train_step(state, batch, rng, **kwargs)
+    bad = ~jnp.isfinite(metrics["loss"]) & (totals["first_nonfinite"] < 0)
+    return state, {
+        "loss": totals["loss"] + metrics["loss"],
+        "accuracy": totals["accuracy"] + metrics["accuracy"],
+        "first_nonfinite": jnp.where(bad, step, totals["first_nonfinite"]),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """Plain-data outcome of `run`. `curve` rows: (step, train_acc, val_acc or None, loss)."""
+
+    best_val_accuracy: float
+    best_train_accuracy: float
+    status: str  # "ok" | "stopped_early" | "diverged"
+    steps_run: int
+    wall_time_s: float
+    curve: tuple[tuple[int, float, float | None, float], ...]
+    message: str = ""
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """The trainer's fields and defaults: the paper's ConvNet protocol (``lfe.core.protocol``)."""
+    return protocol.trainer_defaults()
+
+
+def _boundaries(steps: int, eval_every: int, rule_steps: Iterable[int]) -> list[int]:
+    """Steps after which to evaluate: every `eval_every`, at each stop rule (and phase end), and
+    at the end."""
+    points = set(range(eval_every, steps, eval_every)) | {steps}
+    return sorted(points | {s for s in rule_steps if 0 < s < steps})
+
+
+def evaluate(eval_fn, state: TrainState, batches: Sequence[Batch]) -> float:
+    totals = jax.device_get([eval_fn(state, b) for b in batches])  # dispatch all, sync once
+    count = sum(t["count"] for t in totals)
+    return float(sum(t["correct"] for t in totals) / max(count, 1.0))
+
+
+@dataclasses.dataclass(frozen=True)
+class _PhaseFns:
+    """A phase's model, its augmentation (unjitted) and its jitted step and eval functions."""
+
+    model: Any
+    eval_augment: AugmentFn
+    step_fn: Callable
+    eval_fn: Callable
+
+
+def _phase_fns(phase, model, loss_fn, augment, preprocess_fn, mesh) -> _PhaseFns:
+    """Builds (does not compile) the functions of `phase`; the first call compiles them."""
+    model = progressive.model_for_phase(model, phase)
+    if augment is None:
+        train_aug = image_augment(preprocess_fn, train=True)
+        eval_aug = image_augment(preprocess_fn, train=False)
+    else:
+        cfg = progressive.augment_for_phase(augment, phase)
+        train_aug = augment_lib.make_preprocess_fn(cfg, train=True)
+        eval_aug = augment_lib.make_preprocess_fn(cfg, train=False)
+    step = functools.partial(accumulating_train_step, loss_fn=loss_fn, augment_fn=train_aug,
+                             num_classes=model.num_classes)
+    return _PhaseFns(
+        model=model,
+        eval_augment=eval_aug,
+        step_fn=parallel.jit_data_parallel(step, mesh, num_args=4, batch_argnums=(2,),
+                                           donate_argnums=(0, 1)),
+        eval_fn=parallel.jit_data_parallel(functools.partial(eval_step, augment_fn=eval_aug),
+                                           mesh, num_args=2, batch_argnums=(1,)))
+
+
+def _initial_state(rng: jax.Array, fns: _PhaseFns, sample: np.ndarray, config) -> TrainState:
+    """Fresh (or `config.init_from` pretrained) state at the first phase's eval image shape."""
+    shape = jax.eval_shape(lambda x: fns.eval_augment(rng, {"image": x})["image"],
+                           jax.ShapeDtypeStruct(sample.shape, sample.dtype)).shape
+    variables = None
+    if config.get("init_from"):
+        from lfe.training.models import pretrained  # only fine-tuning runs read checkpoints
+
+        variables = pretrained.load_variables(config.init_from, fns.model, shape[1],
+                                               fns.model.num_classes, rng=rng)
+    return create_train_state(rng, fns.model, shape[1:], make_optimizer(config), variables)
+
+
+def run(
+    model,
+    loss_fn: LossFn,
+    config: Any,
+    *,
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    val_images: np.ndarray | None = None,
+    val_labels: np.ndarray | None = None,
+    seed: int = 0,
+    preprocess_fn: PreprocessFn | None = None,
+    train_batches: BatchSource = pipeline.train_batches,
+    eval_batches: BatchSource = pipeline.eval_batches,
+    log_fn: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    """Trains `model` for `config.steps` steps; returns the best validation accuracy.
+
+    Every `eval_every` steps (and at each stop-rule step, phase end and the last step) the mean
+    training accuracy and loss of the interval are recorded and the validation split, if given,
+    is evaluated (at the current phase's image size). A stop rule `(at_step, threshold)` stops
+    the run ("stopped_early") if the best interval training accuracy after `at_step` steps is
+    below `threshold`; the best validation accuracy so far is still returned; rules with
+    `at_step > steps` never fire. A non-finite loss ends the run as "diverged" with `steps_run`
+    = the step that produced it; best accuracies are those before the divergence.
+    Augmentation comes from `config.augment` (default "unit") unless `preprocess_fn` is given;
+    phases that resize or set a RandAugment magnitude need the former. The model must have a
+    `num_classes` field (every registered model does); phases that set dropout need a
+    `dropout_rate` field.
+    """
+    start_time = time.perf_counter()
+    if not isinstance(config, ml_collections.ConfigDict):
+        config = ml_collections.ConfigDict(dict(config))
+    phases = progressive.from_protocol(config)
+    steps, eval_every = sum(p.steps for p in phases), int(config.get("eval_every", 100))
+    if steps <= 0 or eval_every <= 0:
+        raise ValueError(f"need steps > 0 and eval_every > 0, got {steps} and {eval_every}")
+    rules = sorted((int(s), float(a)) for s, a in (config.get("stop_rules") or ()))
+    augment = None
+    if preprocess_fn is None:
+        augment = progressive.resolve_augment(config.get("augment", "unit"))
+    elif any(p.image_size is not None or p.randaug_magnitude is not None for p in phases):
+        raise ValueError("phases that set image_size or randaug_magnitude need the protocol's "
+                         "augment config, not a preprocess_fn")
+    mesh = parallel.local_mesh()
+    parallel.check_batch_size(int(config.batch_size), mesh)
+    devices = parallel.device_count(mesh)  # eval batches are padded, so round them up
+    eval_batch_size = -(-int(config.get("eval_batch_size", 500)) // devices) * devices
+    init_rng, step_rng = jax.random.split(jax.random.PRNGKey(seed))
+
+    compiled: dict[tuple, _PhaseFns] = {}  # one set of functions per distinct phase setting
+
+    def fns_of(phase) -> _PhaseFns:
+        if phase.settings not in compiled:
+            compiled[phase.settings] = _phase_fns(phase, model, loss_fn, augment, preprocess_fn,
+                                                  mesh)
+        return compiled[phase.settings]
+
+    segments = progressive.segments(phases)
+    state = parallel.replicate(
+        _initial_state(init_rng, fns_of(phases[0]), np.asarray(train_images[:1]), config), mesh)
+    val = []
+    if val_images is not None:  # moved to the device(s) once, reused at every evaluation
+        val = [parallel.shard_batch(b, mesh)
+               for b in eval_batches(val_images, val_labels, eval_batch_size)]
+    batches = train_batches(train_images, train_labels, int(config.batch_size), seed)
+    step_rng = parallel.replicate(step_rng, mesh)
+
+    best_val, best_train, status, message = 0.0, 0.0, "ok", ""
+    curve: list[tuple[int, float, float | None, float]] = []
+    step = 0
+    phase_ends = [end for _, end, _ in segments]
+    for boundary in _boundaries(steps, eval_every, [s for s, _ in rules] + phase_ends):
+        index = next(i for i, (_, end, _) in enumerate(segments) if step < end)
+        fns = fns_of(segments[index][2])
+        state = state.replace(apply_fn=fns.model.apply)  # the phase's dropout rate
+        totals, interval = parallel.replicate(_zero_totals(), mesh), boundary - step
+        for _ in range(interval):
+            state, totals = fns.step_fn(state, totals, next(batches), step_rng)
+        totals = jax.device_get(totals)
+        if totals["first_nonfinite"] >= 0:
+            step = int(totals["first_nonfinite"]) + 1
+            status, message = "diverged", f"non-finite loss at step {step}"
+            break
+        step = boundary
+        train_acc, loss = float(totals["accuracy"]) / interval, float(totals["loss"]) / interval
+        val_acc = evaluate(fns.eval_fn, state, val) if val else None
+        best_train = max(best_train, train_acc)
+        best_val = max(best_val, val_acc) if val_acc is not None else best_val
+        curve.append((step, train_acc, val_acc, loss))
+        if log_fn is not None:
+            log_fn({"step": step, "train_accuracy": train_acc, "val_accuracy": val_acc,
+                    "loss": loss, "phase": index + 1})
+        failed = [(s, a) for s, a in rules if s <= step and best_train < a]
+        rules = [(s, a) for s, a in rules if s > step]
+        if failed:
+            status = "stopped_early"
+            message = (
+                f"best train accuracy {best_train:.4f} < {failed[0][1]} after {failed[0][0]} steps"
+            )
+            break
+    return TrainResult(
+        best_val_accuracy=best_val,
+        best_train_accuracy=best_train,
+        status=status,
+        steps_run=step,
+        wall_time_s=time.perf_counter() - start_time,
+        curve=tuple(curve),
+        message=message,
+    )
+
+
+__all__ = [
+    "AugmentFn",
+    "TrainResult",
+    "TrainState",
+    "accumulating_train_step",
+    "create_train_state",
+    "default_config",
+    "eval_step",
+    "evaluate",
+    "image_augment",
+    "init_variables",
+    "run",
+    "train_step",
+    "unit_preprocess",
+]

@@ -1,0 +1,140 @@
+"""The evolve mode end to end with a fast fake fitness: run directory, resume after kill -9."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from configs import quickstart
+from lfe import main
+from lfe.core import fileio, rundir
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAKE = "tests.fake_fitness:evaluate"
+OVERRIDES = {"evaluator": FAKE, "executor": "inprocess", "initial_population": 8,
+             "population_size": 4, "tournament_size": 3, "max_iterations": 12, "plot_every": 5}
+
+
+def small_config():
+    c = quickstart.get_config("runlocal")
+    for k, v in OVERRIDES.items():
+        c[k] = v
+    return c
+
+
+def cli(workdir):
+    args = [f"--config.{k}={v}" for k, v in OVERRIDES.items()]
+    return [sys.executable, "-m", "lfe.main", "--config=configs/quickstart.py:runlocal",
+            f"--workdir={workdir}", *args]
+
+
+def told_count(events):
+    try:
+        with open(events) as f:
+            return sum(1 for line in f if line.endswith("\n"))
+    except FileNotFoundError:
+        return 0
+
+
+def final_state(workdir):
+    return rundir.load_state(str(workdir))
+
+
+def test_evolve_writes_a_complete_run_directory(tmp_path, cifar_dir):
+    c = small_config()
+    c.fitness.data_dir = str(cifar_dir)
+    s = main.dispatch(c, str(tmp_path))
+    assert s["iterations"] == 12
+    files = set(os.listdir(tmp_path))
+    assert {"config.json", "state.json", "events.jsonl", "best.json", "evolution.png",
+            "best_phenotypes.png", "best_phenotypes_zoom.png", "tensorboard"} <= files
+    events = rundir.read_events(str(tmp_path))
+    assert len(events) == s["evaluated"] == len({e["id"] for e in events})
+    assert {e["git_revision"] for e in events} == {fileio.git_revision()}  # the code of each
+    best = json.load(open(tmp_path / "best.json"))
+    assert best and best == sorted(best, key=lambda b: -b["fitness"])
+    assert all("equation" in b and "genome" in b for b in best)
+    # rerunning a finished run changes nothing
+    before = final_state(tmp_path)
+    main.dispatch(c, str(tmp_path))
+    assert final_state(tmp_path) == before
+
+
+def test_plot_every_0_draws_no_figures(tmp_path):
+    c = small_config()
+    c.plot_every, c.max_iterations = 0, 2
+    main.dispatch(c, str(tmp_path))
+    files = set(os.listdir(tmp_path))
+    assert {"state.json", "events.jsonl", "best.json"} <= files
+    assert not {f for f in files if f.endswith(".png")}
+
+
+def test_changed_config_is_refused(tmp_path, cifar_dir):
+    c = small_config()
+    c.fitness.data_dir = str(cifar_dir)
+    c.max_iterations = 1
+    main.dispatch(c, str(tmp_path))
+    c.ce_band, c.top_k = (0.3, 0.2, 0.1), 3  # outputs only: a resumed run may set them
+    main.dispatch(c, str(tmp_path))
+    assert fileio.read_json(tmp_path / "config.json")["ce_band"] == [0.3, 0.2, 0.1]
+    c.tournament_size = 2
+    with pytest.raises(ValueError, match="different config .*tournament_size"):
+        main.dispatch(c, str(tmp_path))
+
+
+@pytest.mark.slow
+def test_kill_9_and_resume_ends_in_the_same_state(tmp_path, cifar_dir):
+    env = dict(os.environ, LFE_DATA_DIR=str(cifar_dir), JAX_PLATFORMS="cpu")
+    straight = tmp_path / "straight"
+    subprocess.run(cli(straight), cwd=ROOT, env=env, check=True, capture_output=True,
+                   timeout=600)
+    killed = tmp_path / "killed"
+    events = killed / "events.jsonl"
+    rng = random.Random(0)
+    kills = 0
+    # Kill on progress, not on a clock: each attempt is killed soon after the run has told
+    # its target number of evaluations (of 20), so a fast machine is killed mid-run too.
+    for target in (2, 7, 13, None):
+        proc = subprocess.Popen(cli(killed), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        if target is None:
+            proc.wait(timeout=600)
+            break
+        deadline = time.monotonic() + 600
+        while proc.poll() is None and told_count(events) < target:
+            assert time.monotonic() < deadline, "the run made no progress"
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.3))  # land anywhere in the next evaluation or write
+        if proc.poll() is not None:
+            break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+    assert proc.returncode == 0, proc.stderr.read().decode()[-2000:]
+    assert kills >= 1
+    assert final_state(killed) == final_state(straight)
+    told = [e["id"] for e in rundir.read_events(str(killed))]
+    assert len(told) == len(set(told))  # no evaluation told twice
+
+
+def test_evolve_configs_and_controller_modules_do_not_import_jax():
+    """`python -m lfe.main --config=configs/<evolve>.py` builds its config in the controller
+    process, which DESIGN.md keeps free of JAX: configs and controller modules must not
+    pull it in."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lfe.main, lfe.experiments.evolve, lfe.core.evolution, lfe.core.integrity, "
+        "lfe.executors, lfe.training.fitness, lfe.core.rundir\n"
+        "import configs.quickstart as q, configs.surrogate as s, configs.cpu_evolution as c\n"
+        "q.get_config(); q.get_config('runlocal'); s.get_config(); s.get_config('convnet')\n"
+        "c.get_config(); c.get_config('runlocal')\n"
+        "heavy = sorted(m for m in ('jax', 'flax', 'optax') if m in sys.modules)\n"
+        "assert not heavy, heavy\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
