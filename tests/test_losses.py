@@ -8,6 +8,7 @@ import pytest
 
 from lfe.core import genome as G
 from lfe.core import integrity as I
+from lfe.core import reference as R
 from lfe.training import compile as C
 from lfe.training import losses as L
 
@@ -130,6 +131,54 @@ def test_from_genome_takes_the_checks_orientation():
     assert loss.sign == -1
     y, p = jnp.eye(3)[:1], jnp.array([[0.5, 0.3, 0.2]])
     np.testing.assert_allclose(loss.loss(y, p), -C.to_loss(g, 1)(y, p))
+
+
+def _accepted_with_zero_steps(seed: int, n: int):
+    """The random genomes among ``n`` drawn with ``seed`` that the check accepts and whose float32
+    phenotype has zero steps (where orientations read from different float32 curves can
+    disagree), with their verdicts."""
+    rng = np.random.default_rng(seed)
+    gs = [G.random_genome(rng) for _ in range(n)]
+    return [(g, v) for g, v in zip(gs, I.check_batch(gs, I.Archive()), strict=True)
+            if v.ok and np.any(np.diff(R.phenotype(g)) == 0)]
+
+
+def test_from_genome_follows_the_check_where_the_jax_phenotype_disagrees():
+    cases = _accepted_with_zero_steps(0, 2600)
+    # the orientation from_genome took before: the shape rule on the JAX phenotype
+    jax_signs = [I.check_term(C.graph_fn(g))[1] for g, _ in cases]
+    disagree = [(g, v) for (g, v), s in zip(cases, jax_signs, strict=True) if s != v.sign]
+    assert disagree, "seed 0's first 2,600 draws hold one such genome (draw 2513)"
+    for g, v in cases:
+        loss = L.from_genome(g)
+        assert loss.sign == v.sign
+    g, v = disagree[0]
+    y, p = jnp.eye(3)[:1], jnp.array([[0.5, 0.3, 0.2]])
+    np.testing.assert_array_equal(L.from_genome(g).loss(y, p), C.to_loss(g, v.sign)(y, p))
+
+
+def test_from_genome_refuses_a_rejected_genome_unless_allowed(tmp_path):
+    plateau = G.make([("min", ["yhat", "minus_one"]), ("neg", ["y"]), ("neg", ["h0"]),
+                      ("neg", ["h0"]), ("add", ["h0", "h1"])])  # -1 - y: a constant loss
+    reason = I.check_batch([plateau], I.Archive())[0].reason
+    assert reason == "plateau"
+    with pytest.raises(ValueError, match=rf"^genome rejected by the integrity check \({reason}\); "
+                                         r"pass allow_rejected=True to use it anyway$"):
+        L.from_genome(plateau)
+    loss = L.from_genome(plateau, allow_rejected=True)
+    assert loss.sign == I.check_term(C.graph_fn(plateau))[1]
+    assert L.from_genome(plateau, sign=-1).sign == -1  # an explicit sign is not checked
+    bare = tmp_path / "rejected.json"
+    bare.write_text(G.dumps(plateau))
+    with pytest.raises(ValueError, match=f"integrity check \\({reason}\\)"):
+        L.resolve(str(bare))
+    assert L.resolve(str(bare), allow_rejected=True).sign == loss.sign
+    cyclic = G.make([("neg", ["h1"]), ("add", ["h0", "yhat"]), ("neg", ["y"]), ("neg", ["y"]),
+                     ("add", ["h1", "h2"])])  # h0 and h1 read each other
+    with pytest.raises(ValueError, match=r"\(cycle\)"):
+        L.from_genome(cyclic)
+    with pytest.raises(ValueError, match="has a cycle"):
+        L.from_genome(cyclic, allow_rejected=True)
 
 
 def test_resolve_names_and_files(tmp_path):

@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from lfe.core import genome as genome_lib
+from lfe.core import integrity
 from lfe.core.genome import Genome
 from lfe.core.ops import EPS
 from lfe.training import compile as compile_lib
@@ -82,17 +83,33 @@ def targets_and_probs(logits, labels) -> tuple[jax.Array, jax.Array]:
     return y, jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
 
 
-def from_genome(g: Genome, sign: int | None = None, name: str = "evolved") -> LossDef:
-    """A genome as a loss; ``sign=None`` takes the orientation the integrity check selects."""
-    if sign is None:
-        from lfe.core import integrity  # integrity builds on compile; imported here to stay light
+def from_genome(g: Genome, sign: int | None = None, name: str = "evolved", *,
+                allow_rejected: bool = False) -> LossDef:
+    """A genome as a loss, ``sign`` × its graph output summed over classes.
 
-        reason = integrity.structural_reason(g)
-        if reason == "cycle":
-            raise ValueError("cannot build a loss from a genome whose active graph has a cycle")
-        _, sign, _ = integrity.check_term(compile_lib.graph_fn(g))
+    ``sign=None`` takes the orientation that the integrity check (``integrity.check_batch``, the
+    NumPy check evolution runs) selects, so a bare genome trains the way it was accepted. The
+    JAX phenotype is not used for this: where a float32 phenotype has zero steps it can read a
+    curve's direction differently from the check. A genome the check rejects raises
+    ``ValueError`` unless ``allow_rejected``; then it gets the orientation of the shape rule on
+    its JAX phenotype (``integrity.check_term``), whatever the rule's verdict.
+    """
+    if sign is None:
+        sign = _checked_sign(g, allow_rejected)
     f = compile_lib.graph_fn(g)
     return LossDef(name, lambda y, yhat: sign * f(y, yhat), genome=g, sign=sign)
+
+
+def _checked_sign(g: Genome, allow_rejected: bool) -> int:
+    verdict = integrity.check_batch([g], integrity.Archive())[0]
+    if verdict.ok:
+        return verdict.sign
+    if not allow_rejected:
+        raise ValueError(f"genome rejected by the integrity check ({verdict.reason}); "
+                         "pass allow_rejected=True to use it anyway")
+    if verdict.reason == "cycle":
+        raise ValueError("cannot build a loss from a genome whose active graph has a cycle")
+    return integrity.check_term(compile_lib.graph_fn(g))[1]
 
 
 # --------------------------------------------------------------------------- the library
@@ -182,13 +199,15 @@ def get(name: str) -> LossDef:
                          "or a path to a genome JSON file") from None
 
 
-def resolve(spec: str) -> LossDef:
+def resolve(spec: str, *, allow_rejected: bool = False) -> LossDef:
     """A library name, or a path to a JSON file holding a genome (optionally with its sign).
 
     The file holds a genome object (``lfe.core.genome.to_dict``), an entry
     ``{"genome": {...}, "sign": -1, "name": "..."}``, or a list of entries as an evolution run
     writes to ``best.json`` (fittest first): ``best.json`` is its first entry, ``best.json#3``
-    the third, named ``cand<id>`` after the run's candidate id.
+    the third, named ``cand<id>`` after the run's candidate id. A genome without a sign is
+    oriented, or refused, by the integrity check as ``from_genome`` does (``allow_rejected``
+    passes through).
     """
     if spec in _REGISTRY:
         return _REGISTRY[spec]
@@ -220,8 +239,8 @@ def resolve(spec: str) -> LossDef:
         if sign not in (None, 1, -1):
             raise ValueError(f"loss file {path!r}: sign must be 1 or -1, got {sign!r}")
         return from_genome(genome_lib.from_dict(data["genome"]), sign,
-                           name=data.get("name") or stem)
-    return from_genome(genome_lib.from_dict(data), name=stem)
+                           name=data.get("name") or stem, allow_rejected=allow_rejected)
+    return from_genome(genome_lib.from_dict(data), name=stem, allow_rejected=allow_rejected)
 
 
 def _dropin(name: str):
