@@ -253,3 +253,19 @@ def test_register_custom_op(monkeypatch):
                           cfg={"train": ["invert"], "eval": []})
     np.testing.assert_array_equal(out, 255.0)
     assert "invert" not in data.OPS
+
+
+@pytest.mark.parametrize("classes", [10, 100, 196])
+@pytest.mark.parametrize("smoothing", [0.1, 0.05, 0.3])
+def test_smooth_labels_is_bit_identical_to_the_hand_written_form(classes, smoothing):
+    def hand(rng, batch, *, smoothing):  # the form before optax
+        return {**batch, "target": (1.0 - smoothing) * batch["target"] + smoothing / classes}
+
+    batch = _labelled(classes=classes)
+    mixed = data.cutmix(KEY, batch)  # smoothing can follow CutMix: any target distribution
+    for b in (batch, mixed):
+        for wrap in (lambda f: f, lambda f: jax.jit(f, static_argnames="smoothing")):
+            got = wrap(data.smooth_labels)(KEY, b, smoothing=smoothing)["target"]
+            want = wrap(hand)(KEY, b, smoothing=smoothing)["target"]
+            np.testing.assert_array_equal(np.asarray(got).view(np.int32),
+                                          np.asarray(want).view(np.int32))

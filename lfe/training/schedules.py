@@ -14,13 +14,15 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 Schedule = Callable[[jax.Array], jax.Array]
 
 
 def constant(peak_value: float) -> Schedule:
-    return lambda count: jnp.full((), peak_value, jnp.float32)
+    """``peak_value`` at every step, as a float32 scalar (``optax.constant_schedule``)."""
+    return optax.constant_schedule(np.float32(peak_value))
 
 
 def warmup_cosine(
@@ -31,6 +33,15 @@ def warmup_cosine(
     lr(s) = peak * s / W                                   for s < W
           = peak                                           for W ≤ s < W + H
           = peak * (1 + cos(pi * (s - W - H) / (T - W - H))) / 2, clamped to 0 after T.
+
+    Written out rather than `optax.join_schedules` of `linear_schedule` (+ `constant_schedule`)
+    + `cosine_decay_schedule`, because optax's values are not the same float32 numbers: its
+    warm-up computes peak - peak * (1 - s / W) (off by up to 2e-5 relative; step 1 of the
+    8,000-step ConvNet protocol: 1.2500286e-06 instead of 1.2500001e-06) and its cosine takes
+    pi * s / D where this takes pi * (s / D). Measured under jit at every step 0 … T + 1, steps
+    that differ: 1,699 for ConvNet T = 8,000 / W = 800, 22 for 100 / 20, 157 for 600 / 100,
+    13,733 for EffNetV2 64,000 / 6,400, 25,203 for 96,000 / 6,400 / H = 12,400 (its hold steps
+    agree), 35,484 for SGD 96,186 / 1,000.
     """
     if not 0 <= warmup_steps + hold_steps <= total_steps:
         raise ValueError(
@@ -52,7 +63,14 @@ def warmup_cosine(
 
 
 def warmup_linear(peak_value: float, warmup_steps: int, total_steps: int) -> Schedule:
-    """0 → peak linearly over `warmup_steps`, then linearly to 0 at `total_steps` (DavidNet)."""
+    """0 → peak linearly over `warmup_steps`, then linearly to 0 at `total_steps` (DavidNet).
+
+    Written out (`jnp.interp`) rather than `optax.join_schedules` of two `linear_schedule`s,
+    because optax's values are not the same float32 numbers: its ramps compute
+    init + (end - init) * (1 - s / T) forms, here peak * s / W and an interpolation. Measured
+    under jit at every step 0 … T + 1: 1,282 steps differ for DavidNet's T = 2,940 / W = 1,176
+    (step 1: 3.4013606e-04 here, 3.4012794e-04 in optax), 28 for its 60 / 20 smoke run.
+    """
     if not 0 <= warmup_steps <= total_steps:
         raise ValueError(f"need warmup_steps <= total_steps, got {warmup_steps} > {total_steps}")
 

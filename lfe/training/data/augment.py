@@ -26,6 +26,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 
 Batch = dict[str, jax.Array]
 CIFAR_MEAN = (125.307, 122.950, 113.865)  # measured on the 50,000 training images, 0..255
@@ -246,10 +247,9 @@ def cutmix(rng: jax.Array, batch: Batch, *, alpha: float = 1.0, prob: float = 1.
 
 @register_op("smooth_labels", batch_op=True)
 def smooth_labels(rng: jax.Array, batch: Batch, *, smoothing: float = 0.1) -> Batch:
-    """Label smoothing of the target: (1 - s) * y + s / K."""
+    """Label smoothing of the target: (1 - s) * y + s / K (``optax.smooth_labels``)."""
     del rng
-    target = _target(batch, "smooth_labels")
-    return {**batch, "target": (1.0 - smoothing) * target + smoothing / target.shape[-1]}
+    return {**batch, "target": optax.smooth_labels(_target(batch, "smooth_labels"), smoothing)}
 
 
 # -- pipelines from config ----------------------------------------------------------------------
