@@ -139,17 +139,23 @@ def test_registry_register_and_duplicates():
         def __call__(self, x, *, train: bool):
             return nn.Dense(self.num_classes)(x.mean(axis=(1, 2)))
 
-    try:
-        models.register("tiny_test_model", Tiny)
+    with models.temporary_model("tiny_test_model", Tiny):
         assert "tiny_test_model" in models.available()
         assert models.get_model("tiny_test_model", num_classes=3).num_classes == 3
         with pytest.raises(ValueError, match="already registered"):
             models.register("tiny_test_model", Tiny)
         models.register("tiny_test_model", "lfe.training.models.convnet:ConvNet", overwrite=True)
         assert type(models.get_model("tiny_test_model", num_classes=3)).__name__ == "ConvNet"
-    finally:
-        models.unregister("tiny_test_model")
     assert "tiny_test_model" not in models.available()
+
+
+def test_temporary_model_restores_a_replaced_model_even_after_an_error():
+    before = models.get_model("convnet", num_classes=10)
+    with pytest.raises(RuntimeError), models.temporary_model("convnet", "lfe.training.models."
+                                                             "resnet9v2:ResNet9V2"):
+        assert type(models.get_model("convnet", num_classes=10)).__name__ == "ResNet9V2"
+        raise RuntimeError
+    assert models.get_model("convnet", num_classes=10) == before
 
 
 def test_auto_conv_impl_uses_taps_only_for_training_on_cpu(monkeypatch):

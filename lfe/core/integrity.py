@@ -164,11 +164,6 @@ def encode_ops(genomes: list[Genome]) -> np.ndarray:
                        len(genomes) * N_NODES).reshape(len(genomes), N_NODES)
 
 
-def encode(genomes: list[Genome]) -> tuple[np.ndarray, np.ndarray]:
-    """``genome.to_arrays``: ``(ops [B, 5], args [B, 5, 2])``."""
-    return encode_ops(genomes), encode_args(genomes)
-
-
 def structural_reason(g: Genome) -> str | None:
     """Step 1 for one genome, as the authors' code does it (a graph walk): ``cycle``,
     ``missing_y``, ``missing_yhat`` or None."""

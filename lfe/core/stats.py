@@ -1,7 +1,7 @@
 """Statistics for comparing losses (paper §3.5, Tables 3, 4, 8–11), all through scipy.stats.
 
 - ``summarize``: n, mean and sample standard deviation (ddof=1) — the paper's "mean ± std".
-- ``welch`` / ``welch_both``: Welch's unequal-variance t-test of a loss against cross-entropy;
+- ``welch``: Welch's unequal-variance t-test of a loss against cross-entropy;
   ``alternative="greater"`` is the one-sided test "mean(a) > mean(b)" of Tables 4 and 8.
 - ``bootstrap_ci``: a bootstrap confidence interval of the mean (BCa, fixed seed).
 - ``kendall_tau``: Kendall's τ-b between two scorings of the same losses (surrogate vs full,
@@ -46,15 +46,6 @@ def welch(a, b, alternative: str = "two-sided") -> float:
     if a.size < 2 or b.size < 2:
         return math.nan
     return float(sps.ttest_ind(a, b, equal_var=False, alternative=alternative).pvalue)
-
-
-def welch_both(a, b) -> dict[str, float]:
-    """``{"t", "p_greater", "p_two_sided"}`` of Welch's test of ``a`` against ``b``."""
-    a_, b_ = _array(a), _array(b)
-    t = math.nan
-    if a_.size >= 2 and b_.size >= 2:
-        t = float(sps.ttest_ind(a_, b_, equal_var=False).statistic)
-    return {"t": t, "p_greater": welch(a_, b_, "greater"), "p_two_sided": welch(a_, b_)}
 
 
 def bootstrap_ci(values, confidence: float = 0.95, n_resamples: int = 2000,

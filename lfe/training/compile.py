@@ -1,16 +1,15 @@
-"""Genome → loss: a pure jittable ``loss(y, yhat) -> [batch]``, and a batched evaluator.
+"""Genome → loss: a jittable ``loss(y, yhat) -> [batch]``, and an evaluator of encoded genomes.
 
 ``to_loss`` unrolls the active nodes of one genome as Python-constant JAX code, so a train step
 traces exactly the ops the loss uses (no dead branches whose NaNs could poison gradients, see
-SPEC.md). ``evaluate_batch`` computes the graph outputs of many genomes at once, with genomes as
-integer arrays: ``lax.switch`` over the op set per node, ``vmap`` over genomes. It is what the
-integrity check uses; ``evaluate_one`` is its differentiable per-genome form (population training,
-``lfe.training.population``).
+SPEC.md). ``evaluate_one`` computes the graph output of a genome given as integer arrays
+(``encode``): ``lax.switch`` over the op set per node, differentiable and ``vmap``-able over
+genomes, which is how population training (``lfe.training.population``) trains many losses in
+one program. The integrity check does not use JAX: it is NumPy, in ``lfe.core.integrity``.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import jax
@@ -63,7 +62,7 @@ def to_loss(g: Genome, sign: int) -> Callable[[jax.Array, jax.Array], jax.Array]
 # --------------------------------------------------------------------------- batched evaluation
 
 def encode(genomes: list[Genome]) -> dict[str, np.ndarray]:
-    """Genomes as arrays for ``evaluate_batch``: ops [B,5], args [B,5,2], order [B,4].
+    """Genomes as arrays for ``evaluate_one``: ops [B,5], args [B,5,2], order [B,4].
 
     ``order`` is each genome's topological order of hidden nodes; a cyclic genome gets the
     identity order (its values are then meaningless: the integrity check rejects it anyway).
@@ -105,11 +104,3 @@ def evaluate_one(ops, args, order, y, yhat, *, op_set: str = "paper"):
     Inf cannot reach the gradient)."""
     return _evaluate_one(ops, args, order, y, yhat,
                          branches=_branches(ops_lib.get_op_set(op_set)))
-
-
-@functools.partial(jax.jit, static_argnames=("op_set",))
-def evaluate_batch(ops, args, order, y, yhat, *, op_set: str = "paper"):
-    """Graph outputs of B encoded genomes on shared inputs: ``[B, *y.shape]``."""
-    branches = _branches(ops_lib.get_op_set(op_set))
-    one = functools.partial(_evaluate_one, branches=branches)
-    return jax.vmap(one, in_axes=(0, 0, 0, None, None))(ops, args, order, y, yhat)

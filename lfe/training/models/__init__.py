@@ -10,13 +10,15 @@ BatchNorm statistics live in the `batch_stats` collection; dropout draws from th
 
 Adding a model is one line in `_BUILTIN` below (a lazy "module:attribute" target, so importing
 this package does not import every architecture), or a `register(name, ctor)` call from
-anywhere (tests, notebooks).
+anywhere (notebooks, experiments). Tests register throwaway models for a block only:
+`with temporary_model(name, ctor): ...` restores the registry on exit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import flax.linen as nn
 
@@ -42,9 +44,21 @@ def register(name: str, ctor: ModelCtor | str, *, overwrite: bool = False) -> No
     _REGISTRY[name] = ctor
 
 
-def unregister(name: str) -> None:
-    """Removes `name` (for tests that register throwaway models)."""
-    _REGISTRY.pop(name, None)
+@contextlib.contextmanager
+def temporary_model(name: str, ctor: ModelCtor | str) -> Iterator[None]:
+    """Registers `ctor` as `name` (replacing any model of that name) for the `with` block, then
+    puts back what `name` was before, or nothing. A test seam, in the style of big_vision's
+    `temporary_ops`."""
+    missing = object()
+    before = _REGISTRY.get(name, missing)
+    _REGISTRY[name] = ctor
+    try:
+        yield
+    finally:
+        if before is missing:
+            _REGISTRY.pop(name, None)
+        else:
+            _REGISTRY[name] = before
 
 
 def available() -> tuple[str, ...]:
