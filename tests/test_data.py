@@ -31,7 +31,7 @@ def test_real_cifar_shapes_and_split(cifar, cifar_dir):
         assert images.dtype == np.uint8 and labels.dtype == np.int32
         assert labels.min() == 0 and labels.max() == 9
     full = data.read_cifar10_binary(cifar_dir)
-    # SPEC: the first 45,000 are train, indices 45000-49999 validation, no shuffling.
+    # the CIFAR-10 split: the first 45,000 are train, indices 45000-49999 validation, no shuffling.
     np.testing.assert_array_equal(cifar.train_images, full.train_images[:45000])
     np.testing.assert_array_equal(cifar.val_images, full.train_images[45000:])
     np.testing.assert_array_equal(cifar.val_labels, full.train_labels[45000:])

@@ -47,7 +47,7 @@ def test_mock_dataset_classes_shapes_labels(mocked, name):
         images, labels = ds.split(split)
         assert images.dtype == np.uint8 and labels.dtype == np.int32
         assert len(labels) == 0 or (labels.min() >= 0 and labels.max() < classes)
-    if name == "cifar100":  # SPEC's CIFAR protocol: the tail of train is validation
+    if name == "cifar100":  # the CIFAR protocol: the tail of train is validation
         assert len(ds.train_labels) == 4 and len(ds.val_labels) == 2
     else:  # the paper trains on all of Table 7's training images: no hold-out by default
         assert len(ds.train_labels) == 6 and len(ds.val_labels) == 0

@@ -124,8 +124,7 @@ def test_kill_9_and_resume_ends_in_the_same_state(tmp_path, cifar_dir):
 
 def test_evolve_configs_and_controller_modules_do_not_import_jax():
     """`python -m lfe.main --config=configs/<evolve>.py` builds its config in the controller
-    process, which DESIGN.md keeps free of JAX: configs and controller modules must not
-    pull it in."""
+    process, which never imports JAX: configs and controller modules must not pull it in."""
     import subprocess
     import sys
 

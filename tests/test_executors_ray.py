@@ -250,7 +250,7 @@ def test_controller_killed_and_resumed_continues_with_in_flight(cluster, tmp_pat
 
 
 def test_controller_never_imports_jax(cluster, tmp_path):
-    """A Ray controller given its config runs without JAX (DESIGN.md), figures included (drawn
+    """A Ray controller given its config never imports JAX, figures included (drawn
     by a spawned helper); the config itself is built here, as the protocols' defaults come from
     lfe.training.train."""
     c = small_config("ray", workers=2, plot_every=50)

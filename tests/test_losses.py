@@ -50,7 +50,7 @@ PRINTED = {
     "honorable6": lambda y, p: -(_lg(_h1(y, p)) + np.tanh(p / (y + EPS))),
     "honorable7": lambda y, p: -_ln(y * p) / np.sqrt(1 + (p / (y + EPS)) ** 2),
 }
-# SPEC.md "Known consequences": only NeuroLoss1 trains as the negation of its printed form.
+# Only NeuroLoss1 trains as the negation of its printed form (the integrity check flips it).
 TRAINED_SIGN = {name: (-1 if name == "neuroloss1" else 1) for name in PRINTED}
 
 
@@ -109,7 +109,7 @@ def test_neuroloss1_is_the_negation_of_its_printed_form():
     reason, sign, _ = I.check_term(lambda y, p: printed(np.asarray(y, np.float64),
                                                         np.asarray(p, np.float64)))
     assert (reason, sign) == ("ok", -1)
-    # the 1e7 * yhat^2 wrong-class term makes its magnitude huge (SPEC.md)
+    # its wrong-class term yhat*sqrt(1+(yhat/eps)^2) ~ 1e7 * yhat^2 makes its magnitude huge
     assert float(L.neuroloss1(jnp.array([[2.0, 0.0, 0.0]]), jnp.array([0]))[0]) > 1e5
 
 

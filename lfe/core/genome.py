@@ -1,4 +1,4 @@
-"""The loss-function cell genome (paper §3.1–3.2, App. B; SPEC.md "Genome").
+"""The loss-function cell genome (paper §3.1–3.2, App. B).
 
 A genome is a small computational graph held as plain data:
 
@@ -35,7 +35,7 @@ INPUT_NAMES = ("y", "yhat", "one", "minus_one")
 Y, YHAT, ONE, MINUS_ONE = range(N_INPUTS)
 FORMAT = "lfe-genome-v1"
 
-# Sampling probabilities of the authors' code (SPEC.md): P(unary) per node kind.
+# Sampling probabilities of the authors' code: P(unary) per node kind.
 AUTHORS_P_UNARY_HIDDEN = 0.7
 AUTHORS_P_UNARY_ROOT = 0.2
 # Appendix B.
@@ -230,7 +230,7 @@ def random_genome(rng: np.random.Generator, op_set: str = "paper",
 
 
 def mutate(rng: np.random.Generator, g: Genome) -> Genome:
-    """One mutation per Appendix B / SPEC.md.
+    """One mutation per Appendix B.
 
     Picks an active node (root or hidden) uniformly; with p=0.70 changes its op to a different op
     of the same arity; with p=0.15 changes a connection (unary: a different argument; binary: 20%

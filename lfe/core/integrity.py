@@ -1,4 +1,4 @@
-"""The integrity check (paper §3.3, Algorithm 1, with the exact rules of SPEC.md), in NumPy.
+"""The integrity check (paper §3.3, Algorithm 1, with the exact rules below), in NumPy.
 
 For a batch of candidate genomes, in order:
 
@@ -16,7 +16,7 @@ For a batch of candidate genomes, in order:
    L2 distance > 0.01 from every phenotype in the archive (``duplicate_phenotype``) and its
    printed equation must differ from every archived one (``duplicate_equation``).
 
-The check runs in the evolution controller, which stays JAX-free (DESIGN.md): everything here is
+The check runs in the evolution controller, which never imports JAX: everything here is
 NumPy on the genomes' integer arrays. Step 1 is a table look-up per genome (the graph facts of
 every wiring are tabulated once), so the ~90% of random genomes it rejects cost almost nothing.
 Step 2 evaluates each distinct sub-expression of the batch once (genomes share many), level by

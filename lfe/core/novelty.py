@@ -12,7 +12,7 @@ authors compare one by one (``lfe.core.reference``); here both comparisons are e
   a candidate meets the few in its norm window, and a cluster of near-identical curves costs one
   distance per member.
 
-NumPy only: the check runs in the JAX-free evolution controller (DESIGN.md).
+NumPy only: the check runs in the evolution controller, which never imports JAX.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ call, so importing this module does not import JAX), a NumPy function (used by t
 check, which runs in the JAX-free controller process), and printable / LaTeX templates in
 which ``{a}`` and ``{b}`` stand for the arguments.
 
-Numerical guards follow SPEC.md (the authors' TensorFlow code): ln(|x|+eps), log10(|x|+eps),
+Numerical guards follow the authors' TensorFlow code: ln(|x|+eps), log10(|x|+eps),
 sqrt(|x|), softplus = ln(|1+e^x|+eps), arctanh with its argument clipped to (-1+eps, 1-eps),
 x1/(x2+eps) and 1/(x+eps), with eps = 1e-7 everywhere.
 
@@ -40,7 +40,7 @@ class _LazyJax:
     """A dotted JAX name (``jnp.exp``, ``jax.nn.sigmoid``) looked up when first called.
 
     Importing the registry must not import JAX: the evolution controller and its integrity check
-    use only the NumPy forms and run in a JAX-free process (DESIGN.md).
+    use only the NumPy forms and run in a process that never imports JAX.
     """
 
     def __init__(self, path: str):
@@ -176,7 +176,7 @@ _BINARY: tuple[Op, ...] = (
     _b("min", jnp.minimum, np.minimum, "min({a}, {b})", r"\min\left({a}, {b}\right)"),
 )
 
-# The authors' code variant (SPEC.md): replaces two unary slots, names unchanged.
+# The authors' code variant: replaces two unary slots, names unchanged.
 _AUTHORS_OVERRIDES: dict[str, Op] = {
     "arctanh": _u("arctanh", jnp.arctan, np.arctan, "arctan({a})", r"\arctan\left({a}\right)"),
     "dsoftsign": _u("dsoftsign", lambda x: 1.0 / (1.0 + jnp.abs(x)),

@@ -1,8 +1,8 @@
 """Genome → loss: a jittable ``loss(y, yhat) -> [batch]``, and an evaluator of encoded genomes.
 
 ``to_loss`` unrolls the active nodes of one genome as Python-constant JAX code, so a train step
-traces exactly the ops the loss uses (no dead branches whose NaNs could poison gradients, see
-SPEC.md). ``evaluate_one`` computes the graph output of a genome given as integer arrays
+traces exactly the ops the loss uses (no dead branches: a NaN in an unused op would poison the
+gradients). ``evaluate_one`` computes the graph output of a genome given as integer arrays
 (``encode``): ``lax.switch`` over the op set per node, differentiable and ``vmap``-able over
 genomes, which is how population training (``lfe.training.population``) trains many losses in
 one program. The integrity check does not use JAX: it is NumPy, in ``lfe.core.integrity``.

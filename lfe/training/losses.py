@@ -7,9 +7,9 @@ Every loss here is ``fn(logits, labels) -> [batch]`` (no reduction over the batc
 
 The library: ``cross_entropy``, ``neuroloss1``–``neuroloss3`` (paper Table 5), ``bessel_loss``
 (§3.6) and the seven honorable mentions ``honorable1``–``honorable7`` (Table 6, in table order).
-Each is shipped in the orientation the integrity check selects (SPEC.md "Known consequences"):
-NeuroLoss1 as printed *decreases* toward the correct answer, so the loss that trains is the
-negation of the printed expression; all the others keep their printed sign.
+Each is shipped in the orientation the integrity check selects: NeuroLoss1 as printed *decreases*
+toward the correct answer, so the loss that trains is the negation of the printed expression; all
+the others keep their printed sign.
 
 Each loss except NeuroLoss1 is also a ``Genome`` (``get(name).genome``), so the integrity check
 and the phenotype plots treat it like an evolved loss. NeuroLoss1's second term

@@ -8,7 +8,7 @@ through. Most ops only touch the image: they are written as `fn(rng, images, **k
 exported, to call directly) and registered with `register_op(name)`, which lifts them to batch
 ops. Ops that mix labels (CutMix, label smoothing, later MixUp) are registered with
 `register_op(name, batch_op=True)` and read/write `"target"`, the target distribution `y` that the
-evolved losses consume (SPEC: one-hot, smoothed or CutMix-mixed). Randomness is per example:
+evolved losses consume (one-hot, smoothed or CutMix-mixed). Randomness is per example:
 each step gets `fold_in(rng, step_index)` and draws a [B]-shaped sample from it.
 
 Images enter as uint8 and are cast to float32 in 0..255; geometric ops keep that range, and a
@@ -137,7 +137,7 @@ def random_square_crop(
 
     EfficientNetV2's `preprocess_for_train` crops with `tf.image.sample_distorted_bounding_box`
     (area fraction uniform in [0.05, 1], aspect ratio in [3/4, 4/3]) and resizes; with the
-    aspect ratio fixed to 1 (SPEC: "random square crop") no attempt is rejected: the side is
+    aspect ratio fixed to 1 (a square crop) no attempt is rejected: the side is
     sqrt(area * H * W), at most min(H, W), rounded to whole pixels, and the offset is uniform.
     """
     batch, height, width, _ = images.shape
@@ -332,7 +332,7 @@ PRESETS: dict[str, dict[str, list[Any]]] = {
         "train": [("normalize", {"mode": "mean_std"}), ("random_crop", {"pad": 4,
                   "mode": "reflect"}), "flip_left_right", ("cutmix", {"alpha": 1.0})],
         "eval": [("normalize", {"mode": "mean_std"})]},
-    # EffNetV2-S (SPEC; phase 1 of Table 12: 128 px, magnitude 5). Progressive phases rewrite
+    # EffNetV2-S (phase 1 of Table 12: 128 px, magnitude 5). Progressive phases rewrite
     # the size of random_square_crop / resize and the magnitude of randaugment.
     "effnetv2": {
         "train": [("random_square_crop", {"size": 128}),

@@ -97,7 +97,7 @@ def read_cifar10_binary(data_dir: str | os.PathLike) -> CifarArrays:
     """Reads a CIFAR-10 binary directory (the folder itself or its parent), cached per process.
 
     Train is data_batch_1..5 concatenated in order, so index i is original training image i and
-    the SPEC's validation split (indices 45000-49999) is well defined.
+    the validation split (indices 45000-49999, `datasets.holdout_split`) is well defined.
     """
     directory = find_cifar10_dir(data_dir)
     if directory is None:

@@ -110,7 +110,7 @@ def holdout_split(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Splits off the *last* `val_size` examples as validation, without shuffling.
 
-    Taking the tail deterministically is the SPEC's CIFAR-10 protocol (train = images 0-44,999,
+    Taking the tail deterministically is the CIFAR-10 protocol here (train = images 0-44,999,
     validation = 45,000-49,999), so fitness values are comparable across runs and machines.
     """
     if not 0 <= val_size < len(images):
@@ -211,7 +211,7 @@ def load_cifar10(
 ) -> Dataset:
     """CIFAR-10 from a local binary copy when `data_dir` or $LFE_DATA_DIR is set, else tfds.
 
-    The binary path is the SPEC-exact one: train is images 0-44,999 of the original order and
+    The binary path gives that split exactly: train is images 0-44,999 of the original order and
     validation images 45,000-49,999. A `data_dir` without the binary files but with a tfds
     `cifar10/` folder is used as tfds's data_dir (tfds stores its own example order, so that
     validation split differs from the binary one).

@@ -24,7 +24,7 @@ import numpy as np
 # Flowers102 2,040 = "train" + "validation" (1,020 each); tests 8,041 / 6,084 / 6,149 = "test".
 # The paper reports test accuracy on these and selects nothing on them, so their validation
 # hold-out defaults to 0 (an empty split: training sees all of Table 7's images); pass
-# val_size to hold out the tail of train instead. CIFAR-100 follows the SPEC's CIFAR-10
+# val_size to hold out the tail of train instead. CIFAR-100 follows the CIFAR-10
 # protocol (last 5,000 training images are validation).
 PAPER_SPLITS: dict[str, tuple[str, str | None, str]] = {
     "cifar10": ("train", None, "test"),
