@@ -33,3 +33,25 @@ def test_writer_does_not_import_torch(tmp_path):
             f"w = MetricWriter({str(tmp_path)!r}); w.write_scalars(0, {{'a': 1.0}}); w.close(); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_importing_the_module_changes_no_global_state():
+    """The torch mask lives in the writer factory: importing lfe.core.metrics imports neither
+    tensorboardX nor a torch stand-in, and a writer leaves no 'torch' entry behind."""
+    import subprocess
+    import sys
+    code = ("import sys; import lfe.core.metrics as m; "
+            "assert 'torch' not in sys.modules and 'tensorboardX' not in sys.modules; "
+            "m._summary_writer_class(); assert 'tensorboardX' in sys.modules; "
+            "assert 'torch' not in sys.modules, sys.modules.get('torch')")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_loaded_torch_is_left_alone(monkeypatch):
+    import sys
+    import types
+    metrics._summary_writer_class()  # tensorboardX loaded first: a stand-in is never probed
+    fake = types.ModuleType("torch")
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    assert metrics._summary_writer_class().__name__ == "SummaryWriter"
+    assert sys.modules["torch"] is fake

@@ -17,12 +17,15 @@ from absl import logging
 
 
 def _summary_writer_class():
-    """tensorboardX's SummaryWriter, imported without PyTorch.
+    """tensorboardX's SummaryWriter, imported without PyTorch (on first use, not at import).
 
-    tensorboardX imports torch whenever it is installed (only for ``add_graph``, unused here);
-    that costs every controller and worker seconds of start-up and hundreds of MB, and a torch
-    build's OpenMP runtime beside XLA's thread pool. Masking the module makes that import fail
-    the way it does where torch is absent.
+    ``tensorboardX.writer`` probes ``try: import torch`` when it is first imported (to accept
+    torch tensors as values, unused here); where torch is installed that costs every controller
+    and worker seconds of start-up and hundreds of MB, and a torch build's OpenMP runtime beside
+    XLA's thread pool. So for that one import, and only when torch is not already loaded,
+    ``sys.modules["torch"]`` is set to None (which makes ``import torch`` raise ImportError, as
+    where torch is absent) and removed again afterwards: nothing else in ``sys.modules`` is
+    touched, and a later ``import torch`` elsewhere works as usual.
     """
     masked = "torch" not in sys.modules
     if masked:
