@@ -2,6 +2,7 @@
 behaviour."""
 
 import functools
+import itertools
 
 import flax.linen as nn
 import jax
@@ -158,26 +159,67 @@ def test_temporary_model_restores_a_replaced_model_even_after_an_error():
     assert models.get_model("convnet", num_classes=10) == before
 
 
-def test_auto_conv_impl_uses_taps_only_for_training_on_cpu(monkeypatch):
+def test_auto_conv_impl_decision_table():
+    # taps only for training on a multi-threaded CPU backend with glibc's default malloc
+    # (BENCHMARKS.md §3); 0 threads = unknown counts as multi-threaded
+    for train, backend, threads, tuned in itertools.product(
+            (True, False), ("cpu", "gpu", "tpu"), (0, 1, 2, 16), (True, False)):
+        want = "taps" if (train and backend == "cpu" and threads != 1 and not tuned) else "xla"
+        assert common.choose_conv_impl(train=train, backend=backend, cpu_threads=threads,
+                                       malloc_tuned=tuned) == want
+    assert common.xla_cpu_threads(2, "") == 2 and common.xla_cpu_threads(1, "") == 1
+    assert common.xla_cpu_threads(16, "--xla_cpu_multi_thread_eigen=false") == 1  # pool workers
+    assert common.resolve_conv_impl("taps", train=False) == "taps"
+    assert common.resolve_conv_impl("xla", train=True) == "xla"
+
+
+def _old_resolve_conv_impl(impl, *, train=True):
+    """`resolve_conv_impl` as it was: reading the environment at every call."""
+    cores = len(common.os.sched_getaffinity(0))
+    single = cores == 1 or "--xla_cpu_multi_thread_eigen=false" in common.os.environ.get(
+        "XLA_FLAGS", "")
+    if impl == "auto":
+        taps = (train and common.jax.default_backend() == "cpu" and not single
+                and not malloc.tuned())
+        return "taps" if taps else "xla"
+    return impl
+
+
+@pytest.fixture
+def fresh_auto():
+    common.auto_conv_impl.cache_clear()
+    yield
+    common.auto_conv_impl.cache_clear()  # later tests read this process's own environment
+
+
+def test_auto_conv_impl_gives_what_the_environment_gave_before(monkeypatch, fresh_auto):
+    tuned = malloc.env({}).get("GLIBC_TUNABLES", "")
+    for cores, flags, tunables, opt_out, backend, train in itertools.product(
+            ({0}, {0, 1}, set(range(16))),
+            ("", "--xla_cpu_multi_thread_eigen=false", "--xla_force_host_platform_device_count=2"),
+            ("", tuned), (None, "1"), ("cpu", "gpu"), (True, False)):
+        monkeypatch.setattr(common.os, "sched_getaffinity", lambda pid, c=cores: c,
+                            raising=False)
+        monkeypatch.setenv("XLA_FLAGS", flags)
+        monkeypatch.setenv("GLIBC_TUNABLES", tunables)
+        if opt_out is None:
+            monkeypatch.delenv(malloc.OPT_OUT, raising=False)
+        else:
+            monkeypatch.setenv(malloc.OPT_OUT, opt_out)
+        monkeypatch.setattr(common.jax, "default_backend", lambda b=backend: b)
+        common.auto_conv_impl.cache_clear()
+        assert common.resolve_conv_impl("auto", train=train) == _old_resolve_conv_impl(
+            "auto", train=train), (cores, flags, tunables, opt_out, backend, train)
+
+
+def test_auto_conv_impl_is_read_once_per_process(monkeypatch, fresh_auto):
     monkeypatch.setattr(common.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setenv("XLA_FLAGS", "")
     monkeypatch.setenv("GLIBC_TUNABLES", "")  # glibc's default malloc (see lfe.core.malloc)
-    on_cpu = jax.default_backend() == "cpu"
-    assert common.resolve_conv_impl("auto", train=True) == ("taps" if on_cpu else "xla")
+    monkeypatch.setattr(common.jax, "default_backend", lambda: "cpu")
+    assert common.resolve_conv_impl("auto", train=True) == "taps"
     assert common.resolve_conv_impl("auto", train=False) == "xla"
-    assert common.resolve_conv_impl("taps", train=False) == "taps"
-
-
-def test_auto_conv_impl_uses_xla_conv_on_one_cpu_thread(monkeypatch):
-    # the pool executor's pinned workers: XLA's conv is faster single-threaded (BENCHMARKS.md §3)
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
-    assert common.cpu_single_threaded()
+    assert common.resolve_conv_impl("auto", train=True) == "taps"  # decided already
+    common.auto_conv_impl.cache_clear()
     assert common.resolve_conv_impl("auto", train=True) == "xla"
-    monkeypatch.setenv("XLA_FLAGS", "")
-    monkeypatch.setattr(common.os, "sched_getaffinity", lambda pid: {0}, raising=False)
-    assert common.cpu_single_threaded()
-    assert common.resolve_conv_impl("auto", train=True) == "xla"
-    monkeypatch.setattr(common.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    tuned = malloc.env({}).get("GLIBC_TUNABLES", "")
-    monkeypatch.setenv("GLIBC_TUNABLES", tuned)
-    assert common.resolve_conv_impl("auto", train=True) == ("xla" if malloc.applies() else "taps")

@@ -70,25 +70,58 @@ class TapsConv(nn.Module):
 CONV_IMPLS = ("auto", "taps", "xla")
 
 
-def cpu_single_threaded() -> bool:
-    """Whether this process's XLA:CPU computes on one thread: one usable core, or Eigen's
-    multi-threading switched off (the pool executor's pinned workers, `lfe.executors`)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return cores == 1 or "--xla_cpu_multi_thread_eigen=false" in os.environ.get("XLA_FLAGS", "")
+def choose_conv_impl(*, train: bool, backend: str, cpu_threads: int, malloc_tuned: bool) -> str:
+    """What `conv_impl="auto"` means, from explicit inputs: "taps" when training on the "cpu"
+    backend with XLA:CPU computing on more than one thread (`cpu_threads` != 1; 0 = unknown)
+    and glibc's default malloc settings (`malloc_tuned` False), "xla" otherwise. Both have the
+    same parameters; their results differ in float32 rounding only.
+
+    Measured (BENCHMARKS.md §3), ConvNet step: 2 threads, default malloc 17.6 steps/s with taps
+    vs 16.0 with XLA's conv; with `lfe.core.malloc`'s settings 17 vs 19–21; one pinned
+    single-threaded core 6.0 vs 10.2 (14.1).
+    """
+    taps = train and backend == "cpu" and cpu_threads != 1 and not malloc_tuned
+    return "taps" if taps else "xla"
+
+
+def xla_cpu_threads(cores: int, xla_flags: str) -> int:
+    """XLA:CPU's compute threads in a process with `cores` usable cores and `xla_flags`: 1 when
+    Eigen's multi-threading is switched off (the pool executor's pinned workers,
+    `lfe.executors`), else `cores`."""
+    return 1 if "--xla_cpu_multi_thread_eigen=false" in xla_flags else cores
+
+
+def environment_conv_inputs() -> dict[str, Any]:
+    """`choose_conv_impl`'s inputs as this process has them: JAX's default backend, the usable
+    cores (CPU affinity) with `XLA_FLAGS`, and `lfe.core.malloc.tuned()` (`GLIBC_TUNABLES`)."""
+    if hasattr(os, "sched_getaffinity"):
+        cores = len(os.sched_getaffinity(0))
+    else:
+        cores = os.cpu_count() or 0
+    return {"backend": jax.default_backend(),
+            "cpu_threads": xla_cpu_threads(cores, os.environ.get("XLA_FLAGS", "")),
+            "malloc_tuned": malloc.tuned()}
+
+
+@functools.cache
+def auto_conv_impl(train: bool) -> str:
+    """`conv_impl="auto"` in this process: `choose_conv_impl` on `environment_conv_inputs()`,
+    read when the first "auto" model is built and kept for the rest of the process (so its
+    models all compute the same way). Processes set these inputs before that: `python -m
+    lfe.main` restarts itself with the malloc settings first thing, and pool workers pin
+    themselves when they start. (Read at every build, as before, a process that built "auto"
+    models both before and after creating a process pool, which adds the malloc settings to its
+    own environment for its workers, switched from taps to XLA's conv; now it keeps the first.)
+    """
+    return choose_conv_impl(train=train, **environment_conv_inputs())
 
 
 def resolve_conv_impl(impl: str, *, train: bool = True) -> str:
-    """ "auto" → "taps" when training on a multi-threaded CPU backend with glibc's default
-    malloc settings, "xla" otherwise (same parameters). Measured (BENCHMARKS.md §3), ConvNet
-    step: 2 threads, default malloc 17.6 steps/s with taps vs 16.0 with XLA's conv; with
-    `lfe.core.malloc`'s settings 17 vs 19–21; one pinned single-threaded core 6.0 vs 10.2 (14.1)."""
+    """A model's `conv_impl` field as the convolution it computes: "taps" or "xla" as given,
+    "auto" as `auto_conv_impl` decides for this process."""
     if impl not in CONV_IMPLS:
         raise ValueError(f"unknown conv_impl {impl!r}; available: {', '.join(CONV_IMPLS)}")
-    if impl == "auto":
-        taps = (train and jax.default_backend() == "cpu" and not cpu_single_threaded()
-                and not malloc.tuned())
-        return "taps" if taps else "xla"
-    return impl
+    return auto_conv_impl(train) if impl == "auto" else impl
 
 
 def conv(

@@ -23,7 +23,7 @@ class ConvNet(nn.Module):
     num_classes: int
     dropout_rate: float = 0.1
     features: tuple[int, int, int] = (12, 24, 48)
-    conv_impl: str = "auto"  # "auto": TapsConv when training on CPU (faster), else XLA conv
+    conv_impl: str = "auto"  # "xla" | "taps" | "auto" (common.choose_conv_impl, once a process)
     dtype: Any = jnp.float32  # compute dtype
     param_dtype: Any = jnp.float32
 
