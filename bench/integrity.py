@@ -63,11 +63,11 @@ def stages(genomes, archive: integrity.Archive) -> dict[str, float]:
         return runs[0][0], min(r[2] for r in runs)
 
     out = {}
-    args, out["encode genomes"] = best(lambda: integrity.encode_args(genomes))
+    args, out["encode genomes"] = best(lambda: genome_lib.arg_array(genomes, np.int64))
     (codes, depth), out["step 1: structure (table look-up)"] = best(
         lambda: integrity.structure(args))
     live = np.flatnonzero(codes == 0)
-    ops, t = best(lambda: integrity.encode_ops([genomes[i] for i in live.tolist()]))
+    ops, t = best(lambda: genome_lib.op_array([genomes[i] for i in live.tolist()], np.int64))
     out["encode genomes"] += t
     expr, out["step 2: evaluate distinct expressions"] = best(
         lambda: integrity.evaluate(ops, args[live], depth[live], opset))

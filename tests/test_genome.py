@@ -177,3 +177,16 @@ def test_to_arrays_shapes():
     o, a = G.to_arrays(gs)
     assert o.shape == (7, 5) and a.shape == (7, 5, 2) and o.dtype == np.int32
     assert o.max() < len(ops.get_op_set("paper"))
+
+
+def test_to_arrays_is_the_genomes_fields():
+    gs = random_genomes(50)
+    o, a = G.to_arrays(gs, np.int64)
+    assert o.dtype == a.dtype == np.int64
+    np.testing.assert_array_equal(o, np.array([g.ops for g in gs]))
+    np.testing.assert_array_equal(a, np.array([g.args for g in gs]))
+    assert (a[..., 1] == -1).any()  # unary ops keep their -1
+    np.testing.assert_array_equal(G.op_array(gs[3:5]), o[3:5])
+    np.testing.assert_array_equal(G.arg_array(gs[3:5]), a[3:5])
+    empty_ops, empty_args = G.to_arrays([])
+    assert empty_ops.shape == (0, 5) and empty_args.shape == (0, 5, 2)

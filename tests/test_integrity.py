@@ -161,7 +161,7 @@ def test_structure_matches_the_graph_walk():
     rng = np.random.default_rng(14)
     gs = [G.random_genome(rng, "paper", init) for init in ("authors", "uniform")
           for _ in range(1500)]
-    codes, depth = I.structure(I.encode_args(gs))
+    codes, depth = I.structure(G.arg_array(gs, np.int64))
     for g, c, d in zip(gs, codes, depth, strict=True):
         assert I.REASONS[c] == (I.structural_reason(g) or "ok")
         active = {G.N_INPUTS + s for s in range(G.N_NODES) if d[s] > 0}
@@ -171,13 +171,6 @@ def test_structure_matches_the_graph_walk():
             assert all(d[n - G.N_INPUTS] > max([d[a - G.N_INPUTS] for a in g.node_args(n)
                                                  if a >= G.N_INPUTS], default=0)
                        for n in order if n in active)
-
-
-def test_encode_matches_to_arrays():
-    gs = random_genomes(50, seed=15)
-    ops, args = G.to_arrays(gs)
-    np.testing.assert_array_equal(I.encode_ops(gs), ops)
-    np.testing.assert_array_equal(I.encode_args(gs), args)
 
 
 def test_equations_and_phenotypes_are_the_per_genome_ones():

@@ -20,10 +20,13 @@ evolution controller can checkpoint it.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
+import operator
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from lfe.core import ops as ops_lib
 
@@ -269,11 +272,30 @@ def mutate(rng: np.random.Generator, g: Genome) -> Genome:
 
 # --------------------------------------------------------------------------- arrays and JSON
 
-def to_arrays(genomes: Sequence[Genome]) -> tuple[np.ndarray, np.ndarray]:
-    """Stacks genomes into ``ops int32 [B, 5]`` and ``args int32 [B, 5, 2]``."""
-    ops = np.array([g.ops for g in genomes], dtype=np.int32).reshape(len(genomes), N_NODES)
-    args = np.array([g.args for g in genomes], dtype=np.int32).reshape(len(genomes), N_NODES, 2)
-    return ops, args
+_chain = itertools.chain.from_iterable
+
+
+def op_array(genomes: Sequence[Genome], dtype: DTypeLike = np.int32) -> np.ndarray:
+    """The genomes' op indices ``[B, 5]`` (h0–h3, root), in one pass."""
+    return np.fromiter(_chain(map(operator.attrgetter("ops"), genomes)), dtype,
+                       len(genomes) * N_NODES).reshape(len(genomes), N_NODES)
+
+
+def arg_array(genomes: Sequence[Genome], dtype: DTypeLike = np.int32) -> np.ndarray:
+    """The genomes' argument node ids ``[B, 5, 2]``, ``-1`` where a unary op has no second."""
+    return np.fromiter(_chain(_chain(map(operator.attrgetter("args"), genomes))), dtype,
+                       len(genomes) * N_NODES * 2).reshape(len(genomes), N_NODES, 2)
+
+
+def to_arrays(genomes: Sequence[Genome], dtype: DTypeLike = np.int32
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The genome encoder: ``(op_array, arg_array)``, ops ``[B, 5]`` and args ``[B, 5, 2]``.
+
+    Every array form of genomes derives from it: the integrity check reads them as int64 (its
+    expression keys need 64 bits), ``lfe.training.compile.encode`` adds the layout its JAX
+    evaluator takes. Built with ``np.fromiter`` (≈2× faster than ``np.array`` on the tuples).
+    """
+    return op_array(genomes, dtype), arg_array(genomes, dtype)
 
 
 def to_dict(g: Genome) -> dict:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import operator
 
 import numpy as np
 
@@ -147,21 +146,6 @@ def structure(args: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                        (used & (1 << genome_lib.YHAT)) == 0],
                       [_CODE["cycle"], _CODE["missing_y"], _CODE["missing_yhat"]], 0)
     return codes, depth_of[key]
-
-
-_chain = itertools.chain.from_iterable
-
-
-def encode_args(genomes: list[Genome]) -> np.ndarray:
-    """The genomes' arguments ``[B, 5, 2]`` int64, in one pass (on the hot path)."""
-    return np.fromiter(_chain(_chain(map(operator.attrgetter("args"), genomes))), np.int64,
-                       len(genomes) * 2 * N_NODES).reshape(len(genomes), N_NODES, 2)
-
-
-def encode_ops(genomes: list[Genome]) -> np.ndarray:
-    """The genomes' op indices ``[B, 5]`` int64."""
-    return np.fromiter(_chain(map(operator.attrgetter("ops"), genomes)), np.int64,
-                       len(genomes) * N_NODES).reshape(len(genomes), N_NODES)
 
 
 def structural_reason(g: Genome) -> str | None:
@@ -419,14 +403,14 @@ def check_batch(genomes: list[Genome], archive: Archive, *, commit: bool = False
     if len(op_sets) != 1:
         raise ValueError(f"check_batch needs one op set per batch, got {sorted(op_sets)}")
     opset = ops_lib.get_op_set(op_sets.pop())
-    args = encode_args(genomes)
+    args = genome_lib.arg_array(genomes, np.int64)  # int64: `evaluate`'s key arithmetic
     codes, depth = structure(args)
     verdicts: list[Verdict] = [_REJECTED[REASONS[c]] if c else None for c in codes.tolist()]
     live = np.flatnonzero(codes == 0)
     budget = [np.inf if max_commit is None else max_commit] if commit else [0]
     for start in range(0, len(live), _CHUNK):
         chunk = live[start: start + _CHUNK]
-        ops = encode_ops([genomes[i] for i in chunk.tolist()])
+        ops = genome_lib.op_array([genomes[i] for i in chunk.tolist()], np.int64)
         _check_live(chunk, evaluate(ops, args[chunk], depth[chunk], opset), opset,
                     archive, budget, verdicts)
     return verdicts
