@@ -25,6 +25,21 @@ def test_let_style_shows_shared_nodes_once():
     assert E.text(g).count("(ŷ / (y+eps))") == 2  # inline form repeats the shared node
 
 
+def test_format_nodes_writes_a_table_of_expressions():
+    opset = G.make(NL3).opset
+    ln, mul, neg = (opset.index(name) for name in ("ln", "mul", "neg"))
+    # node 4 = ln(ŷ), node 5 = y * node 4, node 6 = -node 5, node 7 = unused
+    op, first, second = [-1] * 4 + [ln, mul, neg, ln], [-1] * 4 + [1, 0, 5, 0], \
+        [-1] * 4 + [-1, 4, -1, -1]
+    text = E.format_nodes(opset, op, first, second, [4, 5, 6])
+    assert text == [*E.TEXT_INPUTS, "ln(|ŷ|+eps)", "(y * ln(|ŷ|+eps))",
+                    "-((y * ln(|ŷ|+eps)))", ""]
+    named = E.format_nodes(opset, op, first, second, [4, 5, 6], names={4: "h0"})
+    assert named[4:7] == ["ln(|ŷ|+eps)", "(y * h0)", "-((y * h0))"]
+    tex = E.format_nodes(opset, op, first, second, [4], latex=True)
+    assert tex[:4] == list(E.LATEX_INPUTS) and r"\hat{y}_i" in tex[4]
+
+
 def test_latex_is_paper_style():
     tex = E.latex(G.make(NL3), sign=-1)
     assert tex.startswith(r"-\frac{1}{n}\sum_i")

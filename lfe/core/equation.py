@@ -7,11 +7,38 @@ once and shows its definition once, like the paper's reused ŷ/(y+ε) node.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
+
 from lfe.core import genome as genome_lib
+from lfe.core import ops as ops_lib
 from lfe.core.genome import N_INPUTS, ROOT, Genome
 
-_TEXT_INPUTS = ("y", "ŷ", "1", "-1")
-_LATEX_INPUTS = ("y_i", r"\hat{y}_i", "1", "-1")
+TEXT_INPUTS = ("y", "ŷ", "1", "-1")
+LATEX_INPUTS = ("y_i", r"\hat{y}_i", "1", "-1")
+
+
+def format_nodes(opset: ops_lib.OpSet, op: Sequence[int], first: Sequence[int],
+                 second: Sequence[int], order: Iterable[int], *, latex: bool = False,
+                 names: Mapping[int, str] | None = None) -> list[str]:
+    """The texts of the nodes of an expression table: the one place equations are written.
+
+    Node ``i < 4`` is input ``i``; node ``n`` (listed in ``order``, after its arguments) is op
+    ``op[n]`` of ``opset`` applied to nodes ``first[n]`` and, for a binary op, ``second[n]``
+    (ignored for a unary op). Each node is formatted once, with the op's ``text`` template (its
+    ``latex`` one with ``latex=True``); nodes not in ``order`` stay "". A node in ``names``
+    appears by that name where other nodes use it (its own entry is still its definition).
+    A genome is such a table (``text``, ``latex``); so is the integrity check's table of a
+    batch's distinct expressions, whose equations are therefore ``text``'s, character for
+    character.
+    """
+    templates = [o.latex if latex else o.text for o in opset.ops]
+    text = list(LATEX_INPUTS if latex else TEXT_INPUTS) + [""] * (len(op) - N_INPUTS)
+    seen = text if names is None else list(text)  # how a node appears in its users
+    for n in order:
+        text[n] = templates[op[n]].format(a=seen[first[n]], b=seen[second[n]])
+        if names is not None:
+            seen[n] = names.get(n, text[n])
+    return text
 
 
 def _uses(g: Genome) -> dict[int, int]:
@@ -24,23 +51,14 @@ def _uses(g: Genome) -> dict[int, int]:
     return counts
 
 
-def _render(g: Genome, start: int, template_of, inputs, shared: set[int]) -> str:
-    """Writes node ``start``; nodes in ``shared`` (other than ``start``) appear by name."""
-    memo: dict[int, str] = {}
-
-    def expr(n: int, top: bool = False) -> str:
-        if n < N_INPUTS:
-            return inputs[n]
-        if n in shared and not top:
-            return genome_lib.node_name(n)
-        if n not in memo:
-            slot = n - N_INPUTS
-            parts = [expr(a) for a in g.node_args(n)]
-            memo[n] = template_of(g.opset.ops[g.ops[slot]]).format(
-                a=parts[0], b=parts[1] if len(parts) > 1 else "")
-        return memo[n]
-
-    return expr(start, top=True)
+def _format_genome(g: Genome, *, latex: bool = False, names: Mapping[int, str] | None = None
+                   ) -> list[str]:
+    """``format_nodes`` on an acyclic genome's table (node ids 0–8), active nodes only."""
+    active = set(genome_lib.active_nodes(g))
+    order = [n for n in genome_lib.topological_order(g) + [ROOT] if n in active]
+    pad = [-1] * N_INPUTS
+    return format_nodes(g.opset, pad + list(g.ops), pad + [a for a, _ in g.args],
+                        pad + [b for _, b in g.args], order, latex=latex, names=names)
 
 
 def text(g: Genome, sign: int = 1, style: str = "inline") -> str:
@@ -54,13 +72,10 @@ def text(g: Genome, sign: int = 1, style: str = "inline") -> str:
     if genome_lib.has_cycle(g):
         return "<cyclic graph>"
     shared = {n for n, c in _uses(g).items() if c > 1} if style == "let" else set()
-    order = [n for n in genome_lib.topological_order(g) or [] if n in shared]
-    lines = []
-    for n in order:
-        defined = _render(g, n, lambda op: op.text, _TEXT_INPUTS, shared)
-        lines.append(f"{genome_lib.node_name(n)} = {defined}")
-    body = _render(g, ROOT, lambda op: op.text, _TEXT_INPUTS, shared)
-    body = body if sign == 1 else f"-({body})"
+    names = {n: genome_lib.node_name(n) for n in shared}
+    nodes = _format_genome(g, names=names)
+    lines = [f"{names[n]} = {nodes[n]}" for n in genome_lib.topological_order(g) if n in shared]
+    body = nodes[ROOT] if sign == 1 else f"-({nodes[ROOT]})"
     return "; ".join(lines + [f"L = {body}"]) if lines else body
 
 
@@ -68,7 +83,7 @@ def latex(g: Genome, sign: int = 1) -> str:
     """The loss as LaTeX in the paper's form: ``-\\frac{1}{n}\\sum_i ...`` when flipped."""
     if genome_lib.has_cycle(g):
         raise ValueError("cannot write LaTeX for a cyclic graph")
-    body = _render(g, ROOT, lambda op: op.latex, _LATEX_INPUTS, set())
+    body = _format_genome(g, latex=True)[ROOT]
     prefix = r"\frac{1}{n}\sum_i" if sign == 1 else r"-\frac{1}{n}\sum_i"
     return rf"{prefix} \left({body}\right)"
 

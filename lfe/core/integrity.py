@@ -36,9 +36,9 @@ import itertools
 
 import numpy as np
 
+from lfe.core import equation as equation_lib
 from lfe.core import genome as genome_lib
 from lfe.core import ops as ops_lib
-from lfe.core.equation import _TEXT_INPUTS
 from lfe.core.genome import N_HIDDEN, N_INPUTS, N_NODES, ROOT, Genome
 from lfe.core.novelty import NOVELTY_THRESHOLD, Accepted, Archive, near_pairs  # noqa: F401 (API)
 from lfe.core.ops import EPS
@@ -185,19 +185,18 @@ class Expressions:
         return np.add(self.values[nodes, :N_POINTS], self.values[nodes, N_POINTS:])
 
     def texts(self, nodes: np.ndarray, opset: ops_lib.OpSet) -> list[str]:
-        """The inline equations of ``nodes``, as ``equation.text`` prints them (tested equal):
-        each node they use is formatted once, arguments first."""
+        """The inline equations of ``nodes``: ``equation.format_nodes`` on this table (node ids
+        are in argument-first order), so they are ``equation.text``'s (tested equal); each node
+        they use is formatted once."""
         need = np.zeros(len(self.op), bool)
         need[nodes] = True
         for lo, hi in reversed(self.levels):  # mark what the wanted nodes use, top down
             used = np.arange(lo, hi)[need[lo:hi]]
             need[self.first[used]] = True
             need[self.second[used][self.second[used] >= 0]] = True
-        text = list(_TEXT_INPUTS) + [""] * (len(self.op) - N_INPUTS)
-        template = [o.text for o in opset.ops]
-        op, first, second = self.op.tolist(), self.first.tolist(), self.second.tolist()
-        for n in (np.flatnonzero(need[N_INPUTS:]) + N_INPUTS).tolist():
-            text[n] = template[op[n]].format(a=text[first[n]], b=text[second[n]])
+        text = equation_lib.format_nodes(opset, self.op.tolist(), self.first.tolist(),
+                                         self.second.tolist(),
+                                         (np.flatnonzero(need[N_INPUTS:]) + N_INPUTS).tolist())
         return [text[n] for n in nodes.tolist()]
 
 
