@@ -1,5 +1,7 @@
 import os
 
+import pytest
+
 from bench import common
 
 
@@ -48,3 +50,37 @@ def test_convnet_xla_settings_and_environments():
     all_cores = next(s for s in settings if s["tuned"] and s["threads"] == "all cores")
     tuned = convnet_xla._env(all_cores)
     assert malloc.tuned(tuned) == malloc.applies() and malloc.OPT_OUT not in tuned
+
+
+# slow: four XLA compiles (ConvNet x2, a two-block EfficientNetV2, a K=2 population), about
+# 1.5 min of CPU time
+@pytest.mark.slow
+def test_gpu_suite_tiny_runs_on_cpu_and_rewrites_its_section_from_json(tmp_path):
+    import json
+
+    from bench import gpu_suite
+
+    bench_md = str(tmp_path / "BENCHMARKS.md")
+    result = gpu_suite.main(["--tiny", "--synthetic", "--out", str(tmp_path),
+                             "--benchmarks", bench_md])
+    runs = {(r["name"], r["model"], r["k"]) for r in result["rows"]}
+    assert runs == {("sequential gate", "convnet", 1), ("sequential surrogate", "convnet", 1),
+                    ("surrogate", "efficientnetv2_s", 1), ("vmapped", "convnet", 2)}
+    for r in result["rows"]:
+        assert r["status"] == ["ok"] and r["step_s"] > 0 and r["compile_s"] > 0
+    saved = json.load(open(tmp_path / "gpu_suite.json"))
+    assert saved["rows"] == json.loads(json.dumps(result["rows"])) and "synthetic" in saved["data"]
+    text = open(bench_md).read()
+    assert "<!-- bench:gpu-suite-cpu -->" in text and "code-path check" in text
+    assert "candidates/h" in text and "EfficientNetV2-S surrogate" in text
+    # a results file written elsewhere (the GPU) becomes the same section; "highest" rows add
+    # the precision table
+    highest = [dict(r, precision="highest", step_s=2 * r["step_s"]) for r in saved["rows"]
+               if r["name"] in ("sequential surrogate", "surrogate")]
+    saved["rows"] += highest
+    json.dump(saved, open(tmp_path / "gpu.json", "w"))
+    gpu_suite.main(["--from-json", str(tmp_path / "gpu.json"), "--benchmarks", bench_md])
+    text = open(bench_md).read()
+    assert text.count("<!-- bench:gpu-suite-cpu -->") == 1
+    assert "| convnet | " in text and "bf16 compute option is not built" in text
+    assert gpu_suite.render(saved) in text
