@@ -98,7 +98,7 @@ def worker_jax_step(loss: str, steps: int, blocks: int, conv_impl: str = "auto")
     images, labels = _synthetic(8 * BATCH, 0)
     batches = [jax.device_put({"image": images[i::8], "label": labels[i::8]}) for i in range(8)]
     key = jax.random.PRNGKey(1)
-    holder = {"state": state, "totals": train._zero_totals(), "i": 0}
+    holder = {"state": state, "totals": train.zero_totals(), "i": 0}
 
     def step_once():
         holder["state"], holder["totals"] = step(holder["state"], holder["totals"],

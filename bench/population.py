@@ -84,7 +84,7 @@ def sequential_rate(images, labels, steps: int) -> tuple[float, float]:
     state = train_lib.create_train_state(jax.random.PRNGKey(0), model, images.shape[1:],
                                          make_optimizer(protocol))
     rng = parallel.replicate(jax.random.PRNGKey(1), None)
-    totals = train_lib._zero_totals()
+    totals = train_lib.zero_totals()
     batches = pipeline.train_batches(images, labels, 128, 0)
     for _ in range(3):
         state, totals = step(state, totals, next(batches), rng)
@@ -123,7 +123,7 @@ def population_rate(images, labels, k: int, steps: int, shared: bool) -> tuple[f
         keys[:, 0])
     codes = {n: jnp.asarray(v) for n, v in compile_lib.encode([x.genome for x in losses]).items()}
     signs = jnp.asarray([x.sign for x in losses], jnp.float32)
-    totals = jax.tree.map(lambda x: jnp.broadcast_to(x, (k, *x.shape)), train_lib._zero_totals())
+    totals = jax.tree.map(lambda x: jnp.broadcast_to(x, (k, *x.shape)), train_lib.zero_totals())
     device_images, active = jax.device_put(images), jnp.ones(k, bool)
     positions = np.arange(len(labels))
     streams = [pipeline.train_batches(positions, labels, 128, s) for s in range(1 if shared else k)]

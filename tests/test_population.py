@@ -80,7 +80,7 @@ def test_vmapped_step_params_match_sequential_steps():
     states = jax.tree.map(lambda *xs: jnp.stack(xs), *singles)
     code = {name: jnp.asarray(v) for name, v in
             population.compile_lib.encode([x.genome for x in losses]).items()}
-    totals = jax.tree.map(lambda x: jnp.broadcast_to(x, (k, *x.shape)), T._zero_totals())
+    totals = jax.tree.map(lambda x: jnp.broadcast_to(x, (k, *x.shape)), T.zero_totals())
     rng = np.random.default_rng(0)
     index = [rng.integers(0, len(labels), (k, 16)).astype(np.int32) for _ in range(n)]
     for i in range(n):

@@ -14,8 +14,9 @@ initialisation, its dropout/augmentation keys *and* its batch order (the trainin
 the device; only the batch indices travel), so its result equals a sequential
 ``train.run(..., seed=seeds[k])`` up to float summation order. ``shared_data=True`` feeds every
 candidate the batch order of ``seeds[0]`` instead (one gather per step, not K). Evaluation every
-``eval_every`` steps, best accuracies, stop rules and divergence are per candidate; a finished
-(stopped or diverged) candidate's state is frozen, so it never feeds NaNs into the batched ops.
+``eval_every`` steps, best accuracies, stop rules and divergence are per candidate, booked by
+``train.run``'s rules (one ``lfe.training.loop.Progress`` each); a finished (stopped or
+diverged) candidate's state is frozen, so it never feeds NaNs into the batched ops.
 The batch runs until every candidate has finished (finished slots still cost compute).
 
 ``PopulationExecutor`` (executor name ``vmap``) batches up to K submitted
@@ -40,7 +41,7 @@ import numpy as np
 from lfe import executors
 from lfe.core.genome import Genome
 from lfe.training import compile as compile_lib
-from lfe.training import progressive
+from lfe.training import loop, progressive
 from lfe.training import train as train_lib
 from lfe.training.data import augment as augment_lib
 from lfe.training.data import pipeline
@@ -169,10 +170,9 @@ def run(
     phases = progressive.from_protocol(config)
     if len(phases) != 1 or config.get("init_from"):
         raise ValueError("population training takes single-phase protocols without init_from")
-    steps, eval_every = phases[0].steps, int(config.get("eval_every", 100))
-    if steps <= 0 or eval_every <= 0:
-        raise ValueError(f"need steps > 0 and eval_every > 0, got {steps} and {eval_every}")
-    rules = sorted((int(s), float(a)) for s, a in (config.get("stop_rules") or ()))
+    progress = [loop.Progress(loop.stop_rules(config), start_time) for _ in range(k)]
+    boundaries = loop.eval_steps(phases[0].steps, int(config.get("eval_every", 100)),
+                                 [s for s, _ in progress[0].rules])
     model = progressive.model_for_phase(model, phases[0])
     augment = progressive.augment_for_phase(
         progressive.resolve_augment(config.get("augment", "unit")), phases[0])
@@ -196,16 +196,13 @@ def run(
     streams = [pipeline.train_batches(positions, train_labels, batch_size, s)
                for s in (seeds[:1] if shared_data else seeds)]
 
-    best_val, best_train = np.zeros(k), np.zeros(k)
-    status, message, steps_run = ["ok"] * k, [""] * k, [0] * k
-    wall, curves = [0.0] * k, [[] for _ in range(k)]
-    active = np.ones(k, bool)
     step = 0
-    for boundary in train_lib._boundaries(steps, eval_every, [s for s, _ in rules]):
+    for boundary in boundaries:
         totals = jax.tree.map(lambda x: jnp.broadcast_to(x, (k, *x.shape)),  # donated: fresh
-                              train_lib._zero_totals())
-        interval, mask = boundary - step, jnp.asarray(active)
-        for _ in range(interval):
+                              train_lib.zero_totals())
+        active = np.array([p.running for p in progress])
+        mask = jnp.asarray(active)
+        for _ in range(boundary - step):
             batches = [next(s) for s in streams]
             index = np.stack([b["image"] for b in batches]).astype(np.int32)
             label = np.stack([b["label"] for b in batches])
@@ -220,36 +217,16 @@ def run(
             outs = jax.device_get([eval_fn(states, b) for b in val])  # dispatch all, sync once
             accs = (sum(o["correct"] for o in outs) / np.maximum(sum(o["count"] for o in outs),
                                                                   1.0))
-        now = time.perf_counter() - start_time
-        for i in np.flatnonzero(active):
-            if totals["first_nonfinite"][i] >= 0:
-                steps_run[i] = int(totals["first_nonfinite"][i]) + 1
-                status[i], message[i] = "diverged", f"non-finite loss at step {steps_run[i]}"
-                active[i], wall[i] = False, now
+        for i in np.flatnonzero(active).tolist():  # those still running, booked as in train.run
+            mine = {name: value[i] for name, value in totals.items()}
+            if progress[i].diverged(mine):
                 continue
-            train_acc = float(totals["accuracy"][i]) / interval
-            loss = float(totals["loss"][i]) / interval
-            val_acc = float(accs[i]) if accs is not None else None
-            best_train[i] = max(best_train[i], train_acc)
-            if val_acc is not None:
-                best_val[i] = max(best_val[i], val_acc)
-            curves[i].append((step, train_acc, val_acc, loss))
+            row = progress[i].record(step, mine, float(accs[i]) if accs is not None else None)
             if log_fn is not None:
-                log_fn(int(i), {"step": step, "train_accuracy": train_acc,
-                                "val_accuracy": val_acc, "loss": loss})
-            steps_run[i], wall[i] = step, now
-            failed = [(s, a) for s, a in rules if s <= step and best_train[i] < a]
-            if failed:
-                status[i], active[i] = "stopped_early", False
-                message[i] = (f"best train accuracy {best_train[i]:.4f} < {failed[0][1]} "
-                              f"after {failed[0][0]} steps")
-        rules = [(s, a) for s, a in rules if s > step]
-        if not active.any():
+                log_fn(i, row)
+        if not any(p.running for p in progress):
             break
-    return [train_lib.TrainResult(
-        best_val_accuracy=float(best_val[i]), best_train_accuracy=float(best_train[i]),
-        status=status[i], steps_run=steps_run[i], wall_time_s=wall[i], curve=tuple(curves[i]),
-        message=message[i]) for i in range(k)]
+    return [p.result() for p in progress]
 
 
 # --------------------------------------------------------------------------- fitness of K at once

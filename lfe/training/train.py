@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
@@ -37,9 +37,10 @@ import optax
 from flax.training import train_state
 
 from lfe.core import protocol
-from lfe.training import parallel, progressive
+from lfe.training import loop, parallel, progressive
 from lfe.training.data import augment as augment_lib
 from lfe.training.data import pipeline
+from lfe.training.loop import TrainResult
 from lfe.training.schedules import make_optimizer
 
 Batch = dict[str, Any]
@@ -159,7 +160,9 @@ def eval_step(state: TrainState, batch: Batch, *, augment_fn: AugmentFn) -> dict
     return {"correct": correct.sum(), "count": mask.sum()}
 
 
-def _zero_totals() -> dict:
+def zero_totals() -> dict:
+    """The start of an interval's sums for `accumulating_train_step`: zero loss and accuracy, no
+    non-finite loss yet (-1)."""
     return {
         "loss": jnp.zeros([], jnp.float32),
         "accuracy": jnp.zeros([], jnp.float32),
@@ -180,29 +183,9 @@ def accumulating_train_step(state, totals, batch, rng, **kwargs):
     }
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainResult:
-    """Plain-data outcome of `run`. `curve` rows: (step, train_acc, val_acc or None, loss)."""
-
-    best_val_accuracy: float
-    best_train_accuracy: float
-    status: str  # "ok" | "stopped_early" | "diverged"
-    steps_run: int
-    wall_time_s: float
-    curve: tuple[tuple[int, float, float | None, float], ...]
-    message: str = ""
-
-
 def default_config() -> ml_collections.ConfigDict:
     """The trainer's fields and defaults: the paper's ConvNet protocol (``lfe.core.protocol``)."""
     return protocol.trainer_defaults()
-
-
-def _boundaries(steps: int, eval_every: int, rule_steps: Iterable[int]) -> list[int]:
-    """Steps after which to evaluate: every `eval_every`, at each stop rule (and phase end), and
-    at the end."""
-    points = set(range(eval_every, steps, eval_every)) | {steps}
-    return sorted(points | {s for s in rule_steps if 0 < s < steps})
 
 
 def evaluate(eval_fn, state: TrainState, batches: Sequence[Batch]) -> float:
@@ -288,10 +271,10 @@ def run(
     if not isinstance(config, ml_collections.ConfigDict):
         config = ml_collections.ConfigDict(dict(config))
     phases = progressive.from_protocol(config)
-    steps, eval_every = sum(p.steps for p in phases), int(config.get("eval_every", 100))
-    if steps <= 0 or eval_every <= 0:
-        raise ValueError(f"need steps > 0 and eval_every > 0, got {steps} and {eval_every}")
-    rules = sorted((int(s), float(a)) for s, a in (config.get("stop_rules") or ()))
+    segments = progressive.segments(phases)
+    progress = loop.Progress(loop.stop_rules(config), start_time)
+    boundaries = loop.eval_steps(sum(p.steps for p in phases), int(config.get("eval_every", 100)),
+                                 [s for s, _ in progress.rules] + [end for _, end, _ in segments])
     augment = None
     if preprocess_fn is None:
         augment = progressive.resolve_augment(config.get("augment", "unit"))
@@ -312,7 +295,6 @@ def run(
                                                   mesh)
         return compiled[phase.settings]
 
-    segments = progressive.segments(phases)
     state = parallel.replicate(
         _initial_state(init_rng, fns_of(phases[0]), np.asarray(train_images[:1]), config), mesh)
     val = []
@@ -322,48 +304,23 @@ def run(
     batches = train_batches(train_images, train_labels, int(config.batch_size), seed)
     step_rng = parallel.replicate(step_rng, mesh)
 
-    best_val, best_train, status, message = 0.0, 0.0, "ok", ""
-    curve: list[tuple[int, float, float | None, float]] = []
-    step = 0
-    phase_ends = [end for _, end, _ in segments]
-    for boundary in _boundaries(steps, eval_every, [s for s, _ in rules] + phase_ends):
-        index = next(i for i, (_, end, _) in enumerate(segments) if step < end)
+    for boundary in boundaries:
+        index = next(i for i, (_, end, _) in enumerate(segments) if progress.steps_run < end)
         fns = fns_of(segments[index][2])
         state = state.replace(apply_fn=fns.model.apply)  # the phase's dropout rate
-        totals, interval = parallel.replicate(_zero_totals(), mesh), boundary - step
-        for _ in range(interval):
+        totals = parallel.replicate(zero_totals(), mesh)
+        for _ in range(boundary - progress.steps_run):
             state, totals = fns.step_fn(state, totals, next(batches), step_rng)
         totals = jax.device_get(totals)
-        if totals["first_nonfinite"] >= 0:
-            step = int(totals["first_nonfinite"]) + 1
-            status, message = "diverged", f"non-finite loss at step {step}"
+        if progress.diverged(totals):
             break
-        step = boundary
-        train_acc, loss = float(totals["accuracy"]) / interval, float(totals["loss"]) / interval
         val_acc = evaluate(fns.eval_fn, state, val) if val else None
-        best_train = max(best_train, train_acc)
-        best_val = max(best_val, val_acc) if val_acc is not None else best_val
-        curve.append((step, train_acc, val_acc, loss))
+        row = progress.record(boundary, totals, val_acc)
         if log_fn is not None:
-            log_fn({"step": step, "train_accuracy": train_acc, "val_accuracy": val_acc,
-                    "loss": loss, "phase": index + 1})
-        failed = [(s, a) for s, a in rules if s <= step and best_train < a]
-        rules = [(s, a) for s, a in rules if s > step]
-        if failed:
-            status = "stopped_early"
-            message = (
-                f"best train accuracy {best_train:.4f} < {failed[0][1]} after {failed[0][0]} steps"
-            )
+            log_fn({**row, "phase": index + 1})
+        if not progress.running:  # a stop rule fired
             break
-    return TrainResult(
-        best_val_accuracy=best_val,
-        best_train_accuracy=best_train,
-        status=status,
-        steps_run=step,
-        wall_time_s=time.perf_counter() - start_time,
-        curve=tuple(curve),
-        message=message,
-    )
+    return progress.result(wall_time_s=time.perf_counter() - start_time)
 
 
 __all__ = [
@@ -380,4 +337,5 @@ __all__ = [
     "run",
     "train_step",
     "unit_preprocess",
+    "zero_totals",
 ]
