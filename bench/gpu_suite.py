@@ -14,7 +14,7 @@ at its evaluation boundaries (``log_fn``), with each validation pass timed on it
   (the process's first compile: CUDA, cuDNN and autotuning start-up).
 * ConvNet, vmapped: ``lfe.training.population.run`` with K library-loss genomes, K = 1, 8, 32,
   128; its step is compiled once per K per process and reused by every later population.
-* EfficientNetV2-S: ``fitness.surrogate_protocol()`` (96 px, batch 64, RandAugment, dropout
+* EfficientNetV2-S: ``protocol.surrogate_protocol()`` (96 px, batch 64, RandAugment, dropout
   0.1) through ``train.run``, shortened.
 * Precision: the ConvNet surrogate and EfficientNetV2-S runs again under
   ``jax.default_matmul_precision("highest")`` (full float32) against JAX's default (on NVIDIA
@@ -192,11 +192,7 @@ def protocols():
     """(the fitness config: gate, surrogate, ...; the paper's EfficientNetV2-S surrogate)."""
     from lfe.core import protocol as protocol_lib
 
-    if hasattr(protocol_lib, "fitness_config"):
-        return protocol_lib.fitness_config(), protocol_lib.surrogate_protocol()
-    from lfe.training import fitness  # before the protocols moved to lfe.core.protocol
-
-    return fitness.default_config(), fitness.surrogate_protocol()
+    return protocol_lib.fitness_config(), protocol_lib.surrogate_protocol()
 
 
 def measure(args) -> dict:

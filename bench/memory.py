@@ -27,9 +27,10 @@ FITNESS = r"""
 import json, os, resource, sys, time
 def rss(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 steps = int(sys.argv[1]); out = {"python": rss()}
+from lfe.core import protocol as protocol_lib
 from lfe.training import fitness, losses
 out["imports"] = rss()
-cfg = fitness.default_config()
+cfg = protocol_lib.fitness_config()
 data = fitness.load_dataset(cfg.dataset, os.environ.get("LFE_DATA_DIR", ""))
 out["dataset"] = rss()
 cfg.gate.steps = steps

@@ -3,9 +3,9 @@
     python -m bench.pool [--quick] [--candidates N] [--steps 800] [--repeats 1] [--no-write]
 
 Both sides evaluate the same candidates (library genome losses, seeds 0..N-1) on the gate
-protocol (``fitness.default_config().gate``: ConvNet, batch 128, Adam 1e-3, warm-up 800 of a
+protocol (``protocol.fitness_config().gate``: ConvNet, batch 128, Adam 1e-3, warm-up 800 of a
 cosine over 8,000, 800 steps, no validation) on the real CIFAR-10 of ``$LFE_DATA_DIR``, through
-``fitness.train_task`` submitted to ``lfe.executors.ProcessPoolExecutor``:
+``lfe.worker.train_cell`` submitted to ``lfe.executors.pool.ProcessPoolExecutor``:
 
 * pool: one worker per core, each pinned to its core with single-threaded XLA (the ``pool``
   executor as evolution uses it);
@@ -37,29 +37,28 @@ def _warm(seconds: float) -> int:
 
 
 def _specs(n: int) -> list[dict]:
-    from lfe.training import fitness
     from lfe.training import losses as losses_lib
 
     names = [x for x in losses_lib.available() if losses_lib.get(x).genome is not None]
-    return [fitness.loss_spec(losses_lib.get(names[i % len(names)])) for i in range(n)]
+    return [losses_lib.to_spec(losses_lib.get(names[i % len(names)])) for i in range(n)]
 
 
 def measure(workers: int, pin: bool, specs: list[dict], protocol: dict) -> dict:
     """Wall time of evaluating ``specs`` on a fresh ProcessPoolExecutor(workers, pin)."""
-    from lfe import executors
-    from lfe.training import fitness
+    from lfe import worker
+    from lfe.executors.pool import ProcessPoolExecutor
 
-    ex = executors.ProcessPoolExecutor(workers, pin=pin)
+    ex = ProcessPoolExecutor(workers, pin=pin)
     try:
         for i in range(workers):
-            ex.submit(f"warm{i}", _warm, 2.0)
+            ex.submit(f"warm{i}", "bench.pool:_warm", 2.0)
         while ex.pending:
             for key, outcome in ex.wait_any():
                 if outcome.error:
                     raise RuntimeError(f"{key}: {outcome.error}")
         t0 = time.perf_counter()
         for i, spec in enumerate(specs):
-            ex.submit(f"{i:04d}", fitness.train_task, spec, protocol, "cifar10", "", i)
+            ex.submit(f"{i:04d}", worker.TRAIN_CELL, spec, protocol, "cifar10", "", i)
         results = {}
         while ex.pending:
             for key, outcome in ex.wait_any():
@@ -86,11 +85,11 @@ def main(argv=None) -> dict:
     if not os.environ.get("LFE_DATA_DIR"):
         raise SystemExit("set LFE_DATA_DIR to the CIFAR-10 binary directory")
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    from lfe.training import fitness
+    from lfe.core import protocol as protocol_lib
 
     cores = len(os.sched_getaffinity(0))
     n = args.candidates or 2 * cores
-    protocol = fitness.default_config().gate
+    protocol = protocol_lib.fitness_config().gate
     protocol.steps = args.steps or (100 if args.quick else 800)
     specs = _specs(n)
     rows = []

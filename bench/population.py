@@ -67,13 +67,14 @@ def sequential_rate(images, labels, steps: int) -> tuple[float, float]:
     step."""
     import jax
 
-    from lfe.training import fitness, parallel
+    from lfe.core import protocol as protocol_lib
+    from lfe.training import parallel
     from lfe.training import train as train_lib
     from lfe.training.data import pipeline
     from lfe.training.models import get_model
     from lfe.training.schedules import make_optimizer
 
-    protocol = fitness.default_config().gate
+    protocol = protocol_lib.fitness_config().gate
     model = get_model("convnet", num_classes=10)
     loss = _losses(1)[0]
     step = jax.jit(functools.partial(
@@ -104,14 +105,15 @@ def population_rate(images, labels, k: int, steps: int, shared: bool) -> tuple[f
     import jax.numpy as jnp
     import numpy as np
 
+    from lfe.core import protocol as protocol_lib
     from lfe.training import compile as compile_lib
-    from lfe.training import fitness, population, progressive
+    from lfe.training import population, progressive
     from lfe.training import train as train_lib
     from lfe.training.data import pipeline
     from lfe.training.models import get_model
     from lfe.training.schedules import make_optimizer
 
-    protocol = fitness.default_config().gate
+    protocol = protocol_lib.fitness_config().gate
     model = get_model("convnet", num_classes=10)
     losses = _losses(k)
     step, _, _ = population._population_fns(model, progressive.resolve_augment("unit"), "paper",

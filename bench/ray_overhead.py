@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lfe import executors  # noqa: E402
 
-TASK = (executors.call_target, "math:sqrt", 4.0)
+TASK = ("math:sqrt", 4.0)
 
 
 def round_trips(ex, n: int, in_flight: int) -> float:

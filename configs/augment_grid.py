@@ -8,8 +8,11 @@ Writes PNG grids (see lfe/data/grid.py) of the first `num_images` test images, r
 
 import ml_collections
 
+from configs import common
 
-def get_config() -> ml_collections.ConfigDict:
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    common.parse_arg(arg, __file__)  # no variants
     c = ml_collections.ConfigDict()
     c.mode = "augment_grid"
     c.dataset = "cifar10"

@@ -31,15 +31,16 @@ Variants: ``:runlocal`` (a 2-minute smoke run), ``:ce_baseline``, ``:retrain`` (
 
 import ml_collections
 
-from lfe.experiments import evolve
-from lfe.training import fitness
+from configs import common, table4
+from lfe.core import protocol as protocol_lib
+from lfe.experiments import defaults, evolve
 
 SURROGATE_STEPS = 2000
 
 
 def surrogate_protocol(steps: int = SURROGATE_STEPS) -> ml_collections.ConfigDict:
     """Table 4's ConvNet protocol compressed to `steps` (warm-up and early stop scaled by 1/4)."""
-    return fitness.training_protocol(
+    return protocol_lib.training_protocol(
         steps=steps, total_steps=steps, warmup_steps=steps // 10,
         stop_rules=((int(steps * 0.375), 0.25),))
 
@@ -54,7 +55,7 @@ def _evolution() -> ml_collections.ConfigDict:
     c.fitness.surrogate = surrogate_protocol()
     c.fitness.initial = surrogate_protocol()
     c.fitness.initial.stop_rules = ()
-    c.fitness.gate = fitness.training_protocol(steps=800, validate=False)
+    c.fitness.gate = protocol_lib.training_protocol(steps=800, validate=False)
     c.fitness.gate_min_train_accuracy = 0.37
     c.top_k = 20
     c.command = "python -m lfe.main --config=configs/cpu_evolution.py --workdir=runs/cpu_evolution"
@@ -62,11 +63,7 @@ def _evolution() -> ml_collections.ConfigDict:
 
 
 def _ce_baseline() -> ml_collections.ConfigDict:
-    from lfe.experiments import (
-        compare,  # the grid imports the training stack; the evolution config does not
-    )
-
-    c = compare.default_config()
+    c = defaults.compare()
     c.title = "Cross-entropy on the cpu_evolution surrogate protocol (2,000 ConvNet steps)"
     c.losses = "cross_entropy"
     c.seeds = 5
@@ -78,8 +75,6 @@ def _ce_baseline() -> ml_collections.ConfigDict:
 
 
 def _retrain() -> ml_collections.ConfigDict:
-    from configs import table4  # noqa: PLC0415 (imports the training stack, as _ce_baseline)
-
     c = table4.get_config()
     c.title = "The best loss of configs/cpu_evolution.py vs cross-entropy on Table 4's protocol"
     c.losses = "cross_entropy,results/cpu_evolution/best.json#1"
@@ -90,12 +85,14 @@ def _retrain() -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    if arg == "ce_baseline":
+    variant = common.parse_arg(
+        arg, __file__, run=common.one_of("runlocal", "ce_baseline", "retrain", default=""))
+    if variant.run == "ce_baseline":
         return _ce_baseline()
-    if arg == "retrain":
+    if variant.run == "retrain":
         return _retrain()
     c = _evolution()
-    if arg == "runlocal":
+    if variant.run == "runlocal":
         c.initial_population, c.population_size, c.tournament_size = 4, 3, 2
         c.max_iterations = 3
         c.executor = "inprocess"
@@ -103,10 +100,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             c.fitness[name] = surrogate_protocol(100)
             c.fitness[name].stop_rules = ()
             c.fitness[name].eval_every = 50
-        c.fitness.gate = fitness.training_protocol(steps=50, total_steps=100, warmup_steps=10,
+        c.fitness.gate = protocol_lib.training_protocol(steps=50, total_steps=100, warmup_steps=10,
                                                    validate=False)
         c.fitness.gate_min_train_accuracy = 0.12
-    elif arg:
-        raise ValueError(f"unknown variant {arg!r} of configs/cpu_evolution.py; "
-                         "available: runlocal, ce_baseline, retrain")
     return c

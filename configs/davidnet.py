@@ -16,8 +16,9 @@ Variant ``runlocal`` (also ``cutmix,runlocal``): a CPU smoke test — DavidNet w
 
 import ml_collections
 
-from lfe.experiments import compare
-from lfe.training import fitness
+from configs import common
+from lfe.core import protocol as protocol_lib
+from lfe.experiments import defaults
 
 BATCH_SIZE = 512
 
@@ -25,7 +26,7 @@ BATCH_SIZE = 512
 def protocol(variant: str = "") -> ml_collections.ConfigDict:
     """The App. D protocol: "" (cutout) or "cutmix"."""
     cutmix = variant == "cutmix"
-    return fitness.training_protocol(
+    return protocol_lib.training_protocol(
         model="davidnet", augment="davidnet_cutmix" if cutmix else "davidnet_cutout",
         optimizer="sgd_nesterov", momentum=0.9, learning_rate=0.4, schedule="warmup_linear",
         warmup_steps=1176, total_steps=2940, steps=2940, batch_size=BATCH_SIZE,
@@ -33,19 +34,15 @@ def protocol(variant: str = "") -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    parts = [a for a in (arg or "").split(",") if a]
-    if any(a not in ("cutmix", "runlocal") for a in parts):
-        raise ValueError(f"unknown variant {arg!r} of configs/davidnet.py; available: cutmix, "
-                         "runlocal, cutmix,runlocal")
-    variant = "cutmix" if "cutmix" in parts else ""
-    c = compare.default_config()
-    c.title = f"DavidNet on CIFAR, {'CutMix' if variant else 'cutout'} (App. D)"
+    variant = common.parse_arg(arg, __file__, cutmix=False, runlocal=False)
+    c = defaults.compare()
+    c.title = f"DavidNet on CIFAR, {'CutMix' if variant.cutmix else 'cutout'} (App. D)"
     c.losses = "cross_entropy,neuroloss1,neuroloss2,neuroloss3"
     c.seeds = 30
-    c.protocol = protocol(variant)
+    c.protocol = protocol("cutmix" if variant.cutmix else "")
     c.command = ("python -m lfe.main --config=configs/davidnet.py" + (f":{arg}" if arg else "")
-                 + f" --workdir=runs/davidnet{'_cutmix' if variant else ''}")
-    if "runlocal" in parts:
+                 + f" --workdir=runs/davidnet{'_cutmix' if variant.cutmix else ''}")
+    if variant.runlocal:
         p = c.protocol
         p.model_kwargs = ml_collections.ConfigDict({"features": (8, 16, 32, 64)})
         p.steps, p.total_steps, p.warmup_steps = 60, 60, 20

@@ -22,10 +22,12 @@ Variants combine with commas where that makes sense (``large,runlocal``).
 
 import ml_collections
 
-from lfe.experiments import compare
-from lfe.training import fitness, progressive
+from configs import common
+from lfe.core import protocol as protocol_lib
+from lfe.core.protocol import TABLE12, TABLE13, paper_phases
+from lfe.experiments import defaults
 
-VARIANTS = ("eliminate", "large", "finetune", "runlocal")
+VARIANTS = ("eliminate", "large", "finetune")  # exclusive; each combines with runlocal
 # made once, offline, by: python -m lfe.training.models.pretrained convert --from=keras_h5 \
 #   efficientnetv2-s.h5 weights/efficientnetv2-s-imagenet.npz   (the Keras ImageNet weights)
 PRETRAINED = "weights/efficientnetv2-s-imagenet.npz"
@@ -34,43 +36,41 @@ PRETRAINED = "weights/efficientnetv2-s-imagenet.npz"
 def protocol(variant: str = "") -> ml_collections.ConfigDict:
     """The App. D protocol of `variant` ("" = Table 9's CIFAR setting)."""
     if variant == "eliminate":
-        return fitness.effnetv2_protocol(progressive.paper_phases(progressive.TABLE12, 16000),
-                                         total_steps=64000, eval_every=1000)
+        return protocol_lib.effnetv2_protocol(paper_phases(TABLE12, 16000), total_steps=64000,
+                                              eval_every=1000)
     if variant == "large":
-        return fitness.effnetv2_protocol(progressive.paper_phases(progressive.TABLE13, 24000),
-                                         total_steps=96000, hold_steps=12400, batch_size=32,
-                                         eval_every=1000)
+        return protocol_lib.effnetv2_protocol(paper_phases(TABLE13, 24000), total_steps=96000,
+                                              hold_steps=12400, batch_size=32, eval_every=1000)
     if variant == "finetune":
-        p = fitness.effnetv2_protocol(
+        p = protocol_lib.effnetv2_protocol(
             [{"steps": 10000, "image_size": 224, "dropout": 0.5, "randaug_magnitude": 15.0}],
             total_steps=10000, hold_steps=1500, eval_every=500, init_from=PRETRAINED)
         p.warmup_steps = 500
         return p
-    return fitness.effnetv2_protocol(progressive.paper_phases(progressive.TABLE12, 24000),
-                                     total_steps=96000, hold_steps=12400, eval_every=1000)
+    return protocol_lib.effnetv2_protocol(paper_phases(TABLE12, 24000), total_steps=96000,
+                                          hold_steps=12400, eval_every=1000)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    parts = [a for a in (arg or "").split(",") if a]
-    unknown = [a for a in parts if a not in VARIANTS]
-    base = [a for a in parts if a != "runlocal"]
-    if unknown or len(base) > 1:
-        raise ValueError(f"unknown variant {arg!r} of configs/effnetv2_s.py; available: "
-                         f"{', '.join(VARIANTS)} (one of the first three, optionally ,runlocal)")
-    c = compare.default_config()
+    variant = common.parse_arg(arg, __file__, protocol=common.one_of(*VARIANTS, default=""),
+                               runlocal=False)
+    c = defaults.compare()
     c.title = "EfficientNetV2-S, progressive RandAugment (App. D)"
     c.losses = "cross_entropy,neuroloss1,neuroloss2,neuroloss3"
     c.seeds = 5
-    c.dataset = "cars196" if base and base[0] in ("large", "finetune") else "cifar10"
-    c.protocol = protocol(base[0] if base else "")
+    c.dataset = "cars196" if variant.protocol in ("large", "finetune") else "cifar10"
+    c.protocol = protocol(variant.protocol)
     c.command = "python -m lfe.main --config=configs/effnetv2_s.py" + (
         f":{arg}" if arg else "") + " --workdir=runs/effnetv2_s"
-    if "runlocal" in parts:
+    if variant.runlocal:
         p = c.protocol
         p.model = "convnet"
-        p.phases = [{**ph, "steps": 30, "image_size": size}
-                    for ph, size in zip(p.phases[:2], (24, 32), strict=True)]
-        p.steps, p.total_steps, p.warmup_steps, p.hold_steps = 60, 60, 10, 0
+        p.phases = [{**ph, "steps": 30, "image_size": size}  # the first two (finetune: one)
+                    for ph, size in zip(p.phases, (24, 32), strict=False)]
+        p.steps = p.total_steps = 30 * len(p.phases)
+        p.warmup_steps, p.hold_steps = 10, 0
+        if p.get("init_from"):
+            p.init_from = ""  # the ConvNet has no ImageNet weights
         p.batch_size, p.eval_every, p.eval_batch_size = 32, 30, 1000
         c.losses, c.seeds, c.executor = "cross_entropy,neuroloss3", 2, "inprocess"
     return c

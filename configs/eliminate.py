@@ -16,27 +16,27 @@ steps with growing dropout, in-process.
 
 import ml_collections
 
-from lfe.experiments import eliminate
-from lfe.training import fitness, progressive
+from configs import common
+from lfe.core import protocol as protocol_lib
+from lfe.experiments import defaults
 
 
 def paper_protocol() -> ml_collections.ConfigDict:
     """EfficientNetV2-S with Table 12's progressive phases, 16,000 steps each (App. D)."""
-    return fitness.training_protocol(
+    return protocol_lib.training_protocol(
         model="efficientnetv2_s", augment="effnetv2", batch_size=64, learning_rate=1e-3,
-        warmup_steps=6400, total_steps=64000, steps=64000, eval_every=1000,
-        phases=progressive.paper_phases(progressive.TABLE12, 16000))
+        warmup_steps=6400, total_steps=64000, eval_every=1000,  # steps: the phases' sum
+        phases=protocol_lib.paper_phases(protocol_lib.TABLE12, 16000))
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    c = eliminate.default_config()
+    variant = common.parse_arg(arg, __file__, runlocal=False)
+    c = defaults.eliminate()
     c.protocol = paper_protocol()
-    if arg == "runlocal":
+    if variant.runlocal:
         c.keep = (4, 2, 1)
         c.executor = "inprocess"
-        c.protocol = fitness.training_protocol(
-            steps=120, total_steps=120, warmup_steps=20, eval_every=40, eval_batch_size=1000,
+        c.protocol = protocol_lib.training_protocol(
+            total_steps=120, warmup_steps=20, eval_every=40, eval_batch_size=1000,
             phases=[{"steps": 40, "dropout": d} for d in (0.1, 0.2, 0.3)])
-    elif arg:
-        raise ValueError(f"unknown variant {arg!r} of configs/eliminate.py; available: runlocal")
     return c

@@ -7,8 +7,11 @@ Variants: ``configs/phenotypes.py:runlocal`` checks fewer random genomes.
 
 import ml_collections
 
+from configs import common
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    variant = common.parse_arg(arg, __file__, runlocal=False)
     config = ml_collections.ConfigDict()
     config.mode = "phenotypes"
     config.losses = "cross_entropy,neuroloss1,neuroloss2,neuroloss3"  # names or genome JSON paths
@@ -16,8 +19,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.seed = 0
     config.op_set = "paper"  # or "authors"
     config.init = "authors"  # or "uniform"
-    if arg == "runlocal":
+    if variant.runlocal:
         config.num_random = 2000
-    elif arg:
-        raise ValueError(f"unknown variant {arg!r} of configs/phenotypes.py; available: runlocal")
     return config

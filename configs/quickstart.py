@@ -11,6 +11,7 @@ Variant ``:runlocal``: a 3-minute smoke run (4 initial, population 3, 4 iteratio
 
 import ml_collections
 
+from configs import common
 from lfe.experiments import evolve
 
 
@@ -21,6 +22,7 @@ def _shorten(protocol, steps: int, total: int, warmup: int, eval_every: int) -> 
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    variant = common.parse_arg(arg, __file__, runlocal=False)
     c = evolve.default_config()
     c.initial_population = 16
     c.population_size = 8
@@ -32,13 +34,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     f.surrogate.stop_rules = ((300, 0.15),)
     _shorten(f.gate, 200, 600, 100, 100)
     f.gate_min_train_accuracy = 0.20
-    if arg == "runlocal":
+    if variant.runlocal:
         c.initial_population, c.population_size, c.tournament_size = 4, 3, 2
         c.max_iterations = 4
         for p in (f.initial, f.surrogate, f.gate):
             _shorten(p, 100, 100, 20, 50)
         f.surrogate.stop_rules = ()
         f.gate_min_train_accuracy = 0.12
-    elif arg:
-        raise ValueError(f"unknown variant {arg!r} of configs/quickstart.py; available: runlocal")
     return c

@@ -8,10 +8,10 @@ eliminate, transfer or compare run, or a whole pipeline) and writes ``<workdir>/
 
 import ml_collections
 
-from lfe.experiments import report
+from configs import common
+from lfe.experiments import defaults
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    if arg:
-        raise ValueError(f"unknown variant {arg!r} of configs/report.py; available: none")
-    return report.default_config()
+    common.parse_arg(arg, __file__)  # no variants
+    return defaults.report()

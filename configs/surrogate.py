@@ -18,14 +18,14 @@ with early stop 2).
 
 import ml_collections
 
+from configs import common
+from lfe.core import protocol as protocol_lib
 from lfe.experiments import evolve
-from lfe.training import fitness
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    variant = common.parse_arg(arg, __file__, convnet=False)
     c = evolve.default_config()
-    if not arg:
-        c.fitness.surrogate = fitness.surrogate_protocol()
-    elif arg != "convnet":
-        raise ValueError(f"unknown variant {arg!r} of configs/surrogate.py; available: convnet")
+    if not variant.convnet:
+        c.fitness.surrogate = protocol_lib.surrogate_protocol()
     return c

@@ -10,11 +10,13 @@ Variants: ``:runlocal`` (2 losses x 2 seeds x 300 steps, in-process) for a smoke
 
 import ml_collections
 
-from lfe.experiments import compare
+from configs import common
+from lfe.experiments import defaults
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    c = compare.default_config()
+    variant = common.parse_arg(arg, __file__, runlocal=False)
+    c = defaults.compare()
     c.title = "Table 4: ConvNet surrogate protocol on CIFAR-10"
     c.losses = "cross_entropy,neuroloss1,neuroloss2,neuroloss3,bessel_loss"
     c.seeds = 5
@@ -23,13 +25,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         "neuroloss2": "58.579 ± 0.612", "neuroloss3": "58.660 ± 0.557",
         "cross_entropy": "58.474 ± 0.569"})
     c.command = "python -m lfe.main --config=configs/table4.py --workdir=runs/table4"
-    if arg == "runlocal":
+    if variant.runlocal:
         c.losses = "cross_entropy,neuroloss3"
         c.seeds = 2
         c.protocol.steps = 300
         c.protocol.total_steps = 300
         c.protocol.warmup_steps = 30
         c.executor = "inprocess"
-    elif arg:
-        raise ValueError(f"unknown variant {arg!r} of configs/table4.py; available: runlocal")
     return c

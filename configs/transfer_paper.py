@@ -21,8 +21,9 @@ import importlib
 
 import ml_collections
 
-from lfe.experiments import transfer
-from lfe.training import fitness
+from configs import common
+from lfe.core import protocol as protocol_lib
+from lfe.experiments import defaults
 
 LOSSES = "neuroloss1,neuroloss2,neuroloss3,cross_entropy"
 TABLES = ("table8", "table9", "table10", "table11")
@@ -49,7 +50,7 @@ def architecture(name: str, variant: str | None = None) -> dict:
 
 def _settings(table: str, local: bool) -> ml_collections.ConfigDict:
     if local:
-        p = fitness.training_protocol(steps=60, total_steps=60, warmup_steps=10, eval_every=30,
+        p = protocol_lib.training_protocol(steps=60, total_steps=60, warmup_steps=10, eval_every=30,
                                       eval_batch_size=1000).to_dict()
         arch = {"efficientnetv2_s": p, "davidnet": p, "wideresnet28_10": p}
         cifar = ["cifar10"]
@@ -60,27 +61,22 @@ def _settings(table: str, local: bool) -> ml_collections.ConfigDict:
             cutout, cutmix = {**arch["davidnet"], "augment": "davidnet_cutout"}, \
                 {"augment": "davidnet_cutmix"}
         else:
-            cutout, cutmix = architecture("davidnet", "cutout"), architecture("davidnet", "cutmix")
-        return transfer.grid({"davidnet": cutout}, cifar, {"cutout": {}, "cutmix": cutmix})
+            cutout, cutmix = architecture("davidnet"), architecture("davidnet", "cutmix")
+        return defaults.grid({"davidnet": cutout}, cifar, {"cutout": {}, "cutmix": cutmix})
     if table == "table9":
         names = ("efficientnetv2_s", "wideresnet28_10") if local else \
             ("efficientnetv2_s", "wideresnet28_10", "seresnext29")
-        return transfer.grid({n: arch.get(n) or architecture(n) for n in names}, cifar)
+        return defaults.grid({n: arch.get(n) or architecture(n) for n in names}, cifar)
     datasets = ["cifar10"] if local else ["cars196", "oxford_flowers102", "caltech101"]
     effnet = arch.get("efficientnetv2_s") or architecture(
         "efficientnetv2_s", "large" if table == "table10" else "finetune")
-    return transfer.grid({"efficientnetv2_s": effnet}, datasets)
+    return defaults.grid({"efficientnetv2_s": effnet}, datasets)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    parts = [a for a in (arg or "").split(",") if a]
-    table = next((p for p in parts if p in TABLES), None)
-    unknown = [p for p in parts if p not in TABLES + ("runlocal",)]
-    if table is None or unknown:
-        raise ValueError(f"configs/transfer_paper.py needs a table variant; available: "
-                         f"{', '.join(TABLES)} (optionally with ,runlocal); got {arg!r}")
-    local = "runlocal" in parts
-    c = transfer.default_config()
+    variant = common.parse_arg(arg, __file__, table=common.one_of(*TABLES), runlocal=False)
+    table, local = variant.table, variant.runlocal
+    c = defaults.transfer()
     c.title = {"table8": "Table 8: DavidNet on CIFAR",
                "table9": "Table 9: EfficientNetV2-S, WideResNet, SE-ResNeXt on CIFAR",
                "table10": "Table 10: EfficientNetV2-S from scratch",

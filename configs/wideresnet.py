@@ -13,13 +13,14 @@ batch 32, 2 losses x 2 seeds in-process.
 
 import ml_collections
 
-from lfe.experiments import compare
-from lfe.training import fitness
+from configs import common
+from lfe.core import protocol as protocol_lib
+from lfe.experiments import defaults
 
 
 def protocol(model: str = "wideresnet28_10") -> ml_collections.ConfigDict:
     """The App. D protocol of WideResNet and SE-ResNeXt."""
-    return fitness.training_protocol(
+    return protocol_lib.training_protocol(
         model=model, augment="wideresnet", optimizer="sgd_nesterov", momentum=0.9,
         learning_rate=0.1, schedule="warmup_cosine", warmup_steps=1000, hold_steps=0,
         total_steps=96186, steps=96186, batch_size=128, weight_decay=5e-4, eval_every=1000)
@@ -27,20 +28,19 @@ def protocol(model: str = "wideresnet28_10") -> ml_collections.ConfigDict:
 
 def grid(title: str, model: str, local_kwargs: dict, arg: str | None, name: str):
     """A comparison grid on `protocol(model)`; `runlocal` shrinks it (model via `local_kwargs`)."""
-    c = compare.default_config()
+    variant = common.parse_arg(arg, f"configs/{name}.py", runlocal=False)
+    c = defaults.compare()
     c.title = title
     c.losses = "cross_entropy,neuroloss1,neuroloss2,neuroloss3"
     c.seeds = 5
     c.protocol = protocol(model)
     c.command = f"python -m lfe.main --config=configs/{name}.py --workdir=runs/{name}"
-    if arg == "runlocal":
+    if variant.runlocal:
         p = c.protocol
         p.model_kwargs = ml_collections.ConfigDict(local_kwargs)
         p.steps, p.total_steps, p.warmup_steps = 60, 60, 10
         p.batch_size, p.eval_every, p.eval_batch_size = 32, 30, 1000
         c.losses, c.seeds, c.executor = "cross_entropy,neuroloss3", 2, "inprocess"
-    elif arg:
-        raise ValueError(f"unknown variant {arg!r} of configs/{name}.py; available: runlocal")
     return c
 
 

@@ -35,7 +35,7 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-def _parse_flags(argv):
+def parse_flags(argv):
     """absl's flag parsing, with config-file and override errors reduced to one line."""
     try:
         return flags.FLAGS(argv)
@@ -54,6 +54,8 @@ def _last_line(e: BaseException) -> str:
         message = message.args[0]
     lines = [_unquote(line.strip()) for line in str(message).strip().splitlines()
              if line.strip()]
+    if "Traceback (most recent call last):" in lines:  # a config file's get_config raised
+        lines = lines[-1:]
     return "; ".join(lines) if lines else type(e).__name__
 
 
@@ -81,4 +83,4 @@ if __name__ == "__main__":
     from lfe.core import malloc
 
     malloc.reexec()  # glibc malloc settings for XLA:CPU (lfe/malloc.py); once, before JAX loads
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=parse_flags)

@@ -1,6 +1,6 @@
 """A fast, deterministic stand-in for real training, for tests of the evolution machinery.
 
-Same signature and output as ``lfe.training.fitness.evaluate_task``; the fitness is a function of
+Same signature and output as ``lfe.worker.evaluate_candidate``; the fitness is a function of
 the
 candidate's genome (so a resumed run reproduces it exactly) and about one in five is gated.
 """

@@ -1,4 +1,4 @@
-"""A fast, deterministic stand-in for one training cell (``lfe.experiments.cells.train_task``'s
+"""A fast, deterministic stand-in for one training cell (``lfe.worker.train_cell``'s
 signature).
 
 The accuracy is a hash of the loss and the number of steps, so rankings reshuffle from stage to

@@ -7,7 +7,7 @@ from scipy import stats as sps
 
 from configs import table4
 from lfe.core import stats
-from lfe.experiments import compare, report
+from lfe.experiments import compare, tables
 
 
 def tiny_config(cifar_dir):
@@ -46,7 +46,7 @@ def test_grid_runs_resumes_and_tabulates(cifar_dir, tmp_path):
     assert (tmp_path / "cells" / "neuroloss3__seed1.json").exists()
 
     c.protocol.steps = 50
-    with pytest.raises(ValueError, match="different protocol"):
+    with pytest.raises(ValueError, match=r"different config \(protocol\."):
         compare.run(c, str(tmp_path))
 
 
@@ -67,7 +67,7 @@ def test_results_table_statistics_match_scipy():
     assert row[6] == pytest.approx(
         sps.ttest_ind(nl, ce, equal_var=False, alternative="greater").pvalue)
     assert row[7] == pytest.approx(sps.ttest_ind(nl, ce, equal_var=False).pvalue)
-    md = report.to_markdown(table)
+    md = tables.to_markdown(table)
     assert md.count("**") == 2 and "| cross_entropy | 5 |" in md
     assert "| neuroloss1 | 5 | **" in md and "58.711 ± 0.455" in md
     assert "revision(s) 72f8807, unknown." in md  # the runs' own code revisions

@@ -1,14 +1,26 @@
 """The App. D configs: every variant builds with the paper's numbers, and every ``runlocal``
 protocol trains end to end through ``fitness.train_once`` / ``train.run`` on tiny data."""
 
+import glob
+import importlib
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from configs import davidnet, effnetv2_s, seresnext, surrogate, wideresnet
+from configs import common, davidnet, effnetv2_s, seresnext, surrogate, surrogate_study, wideresnet
+from lfe import main
+from lfe.core import protocol as protocol_lib
 from lfe.training import data as data_lib
 from lfe.training import fitness, progressive
 from lfe.training import losses as L
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {"effnetv2_s": effnetv2_s, "wideresnet": wideresnet, "seresnext": seresnext,
            "davidnet": davidnet}
 
@@ -97,3 +109,112 @@ def test_runlocal_protocol_trains(name, arg):
     assert result.status == "ok" and result.steps_run == 2
     assert [row[0] for row in result.curve] == [1, 2]
     assert all(np.isfinite(row[3]) for row in result.curve)
+
+
+# ------------------------------------------------------------------ every config, every variant
+
+CONFIG_NAMES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "configs",
+                                                                               "*.py"))
+                      if os.path.basename(p) not in ("__init__.py", "common.py"))
+
+
+def _named_variants(module) -> list[str]:
+    """The variants a config's error lists, and the comma lists of them its docstring names."""
+    with pytest.raises(ValueError, match="unknown variant 'no_such_variant'") as e:
+        module.get_config("no_such_variant")
+    listed = str(e.value).rsplit("available: ", 1)[1].strip()
+    names = [] if listed == "none" else listed.split(", ")
+    quoted = re.findall(r"``(?:configs/\w+\.py)?:?,?([\w,]+)``", module.__doc__ or "")
+    combos = [q for q in quoted if "," in q and set(q.split(",")) <= set(names)]
+    return names + combos
+
+
+def _variants(module) -> list[str | None]:
+    """Every variant of ``module`` its parser accepts among: none, each named variant, each pair
+    of them and each comma list its docstring names; each one builds."""
+    named = _named_variants(module)
+    singles = [n for n in named if "," not in n]
+    candidates = [None, *named] + [f"{a},{b}" for a, b in itertools.combinations(singles, 2)]
+    built = []
+    for arg in dict.fromkeys(candidates):
+        try:
+            module.get_config(arg)
+        except ValueError as e:  # only the parser may refuse: an exclusive pair, a missing one
+            assert re.search(r"exclude each other|needs one of", str(e)), (arg, str(e))
+            continue
+        built.append(arg)
+    covered = {n for arg in built if arg for n in arg.split(",")}
+    assert covered == set(singles), (module.__name__, covered, singles)
+    documented = [n for n in named if "," in n]
+    assert set(documented) <= set(built), (module.__name__, documented, built)
+    return built
+
+
+ALL_VARIANTS = {name: _variants(importlib.import_module(f"configs.{name}"))
+                for name in CONFIG_NAMES}
+
+
+def test_every_config_and_named_variant_builds():
+    assert len(CONFIG_NAMES) == 15
+    assert set(ALL_VARIANTS["transfer_paper"]) == {
+        f"table{i}{s}" for s in ("", ",runlocal") for i in (8, 9, 10, 11)}
+    assert set(ALL_VARIANTS["effnetv2_s"]) == {None, "eliminate", "large", "finetune",
+                                               "runlocal", "eliminate,runlocal",
+                                               "large,runlocal", "finetune,runlocal"}
+    assert set(ALL_VARIANTS["cpu_evolution"]) == {None, "runlocal", "ce_baseline", "retrain"}
+    assert set(ALL_VARIANTS["davidnet"]) == {None, "cutmix", "runlocal", "cutmix,runlocal"}
+    for name in ("augment_grid", "report"):
+        assert ALL_VARIANTS[name] == [None]
+    for name, variants in ALL_VARIANTS.items():
+        for arg in variants:
+            c = importlib.import_module(f"configs.{name}").get_config(arg)
+            assert c.mode in main.MODES, (name, arg)
+            protocol_lib.check_protocols(c)  # every protocol's steps are its phases' sum
+
+
+def test_configs_import_no_jax():
+    """Building every config (all variants) imports neither JAX nor any trainer module."""
+    code = ("import importlib, json, sys\n"
+            f"for name, variants in json.loads({json.dumps(json.dumps(ALL_VARIANTS))}).items():\n"
+            "    for arg in variants:\n"
+            "        importlib.import_module('configs.' + name).get_config(arg)\n"
+            "heavy = sorted(m for m in ('jax', 'flax', 'optax') if m in sys.modules)\n"
+            "assert not heavy, heavy\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_surrogate_study_trains_every_library_loss_but_neuroloss1_h1():
+    assert surrogate_study.LOSSES.split(",") == [n for n in L.available()
+                                                 if n != "neuroloss1_h1"]
+
+
+def test_parse_arg_flags_choices_values_and_one_line_errors():
+    spec = {"table": common.one_of("t8", "t9"), "runlocal": False, "steps": 100, "lr": 0.1,
+            "name": "x"}
+    v = common.parse_arg("t9,runlocal,steps=7,lr=1e-3,name=y", "configs/demo.py", **spec)
+    assert (v.table, v.runlocal, v.steps, v.lr, v.name) == ("t9", True, 7, 1e-3, "y")
+    assert common.parse_arg(" t8 , runlocal=false ", "configs/demo.py", **spec).to_dict() == {
+        "table": "t8", "runlocal": False, "steps": 100, "lr": 0.1, "name": "x"}
+    available = "available: t8, t9, runlocal, steps=<int>, lr=<float>, name=<str>"
+    for arg, why in (("t8,bogus", "unknown variant 'bogus'"), ("t8,t9", "exclude each other"),
+                     ("runlocal", "needs one of t8, t9"), ("t8,steps=x", "expected an integer"),
+                     ("t8,steps", "steps needs a value"), ("t8,runlocal=maybe", "true or false"),
+                     ("t8,table=t9", "unknown variant 'table=t9'")):
+        with pytest.raises(ValueError) as e:
+            common.parse_arg(arg, "/somewhere/configs/demo.py", **spec)
+        message = str(e.value)
+        assert message.startswith(f"configs/demo.py:{arg}: ") and why in message, message
+        assert message.endswith(available) and "\n" not in message
+    assert common.parse_arg("", "configs/demo.py").to_dict() == {}
+    lazy = common.parse_arg("runlocal,res=224", "configs/demo.py", lazy=True, runlocal=False)
+    assert lazy.to_dict() == {"runlocal": True, "res": "224"}
+
+
+def test_cli_names_a_bad_variant_in_one_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "lfe.main", "--config=configs/davidnet.py:cutout",
+                          f"--workdir={tmp_path}/run"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1] == (
+        "lfe: error: bad flags: ValueError: configs/davidnet.py:cutout: unknown variant "
+        "'cutout'; available: cutmix, runlocal")

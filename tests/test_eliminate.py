@@ -12,6 +12,7 @@ import pytest
 
 from configs import eliminate as eliminate_config
 from configs import quickstart
+from lfe import worker
 from lfe.core import fileio
 from lfe.experiments import cells, eliminate, evolve
 from lfe.training import losses
@@ -25,17 +26,25 @@ def evolved(tmp_path_factory):
     """A small finished evolution run directory (fake fitness)."""
     workdir = tmp_path_factory.mktemp("evolve")
     c = quickstart.get_config("runlocal")
-    for k, v in {"evaluator": "tests.fake_fitness:evaluate", "executor": "inprocess",
+    for k, v in {"executor": "inprocess",
                  "initial_population": 12, "population_size": 6, "tournament_size": 3,
                  "max_iterations": 10, "plot_every": 100}.items():
         c[k] = v
-    evolve.run(c, str(workdir))
+    with worker.substitute(evaluate="tests.fake_fitness:evaluate"):
+        evolve.run(c, str(workdir))
     return workdir
+
+
+@pytest.fixture(autouse=True)
+def fake_training():
+    """Every grid cell in this module is the fast fake (lfe.worker's test seam)."""
+    with worker.substitute(train_cell=FAKE):
+        yield
 
 
 def fake_config(source, keep=(6, 3, 2)):
     c = eliminate_config.get_config("runlocal")
-    c.source, c.train_fn, c.keep = str(source), FAKE, keep
+    c.source, c.keep = str(source), keep
     return c
 
 
@@ -97,7 +106,7 @@ def test_stages_keep_the_best_and_retrain_from_scratch(evolved, tmp_path, monkey
     assert len(read_log(log)) == len(trained)
     c = fake_config(evolved)
     c.protocol.warmup_steps = 10
-    with pytest.raises(ValueError, match="different protocol"):
+    with pytest.raises(ValueError, match=r"different config \(protocol\."):
         eliminate.run(c, str(work))
 
 
@@ -114,8 +123,9 @@ def test_resume_after_sigkill_retrains_nothing_finished(evolved, tmp_path):
     work, log = tmp_path / "elim", tmp_path / "train.log"
     env = {**os.environ, "LFE_FAKE_TRAIN_LOG": str(log), "LFE_FAKE_TRAIN_SLEEP": "0.3",
            "JAX_PLATFORMS": "cpu"}
-    cmd = [sys.executable, "-m", "lfe.main", "--config=configs/eliminate.py:runlocal",
-           f"--workdir={work}", f"--config.source={evolved}", f"--config.train_fn={FAKE}"]
+    cmd = [sys.executable, "-m", "tests.drive", f"--task=train_cell={FAKE}",
+           "--config=configs/eliminate.py:runlocal", f"--workdir={work}",
+           f"--config.source={evolved}"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     deadline = time.time() + 120

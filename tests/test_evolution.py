@@ -8,26 +8,40 @@ import random
 import numpy as np
 import pytest
 
-from lfe.core import evolution, integrity
+from lfe.core import evolution, integrity, records
 from lfe.core import genome as genome_lib
+from lfe.core.state import Member, Retry, State
 
 SMALL = evolution.Params(population_size=5, initial_population=10, tournament_size=3,
                          max_iterations=12, mutation_batch=16)
 
 
 def _digest(candidate) -> bytes:
-    return hashlib.sha256(json.dumps(candidate["genome"], sort_keys=True).encode()).digest()
+    return hashlib.sha256(json.dumps(candidate.genome, sort_keys=True).encode()).digest()
 
 
 def fake_record(candidate, fail=None) -> dict:
     """Fitness from a hash of the genome; about one surrogate child in four is gated."""
     d = _digest(candidate)
-    failed = fail(candidate) if fail else candidate["stage"] == "surrogate" and d[5] % 4 == 0
+    failed = fail(candidate) if fail else candidate.stage == "surrogate" and d[5] % 4 == 0
     u = int.from_bytes(d[:4], "little") / 2**32
     fit = None if failed else round(0.3 + 0.3 * u, 6)
     # A tuple curve, as FitnessRecord has before to_dict: the state must store plain JSON.
     return {"fitness": fit, "status": "gated" if failed else "ok", "steps": 10,
             "wall_time_s": 0.0, "curve": ((10, 0.5, fit or 0.0, 1.0),)}
+
+
+def json_trip(state):
+    """The state after a checkpoint's JSON round trip."""
+    return State.from_dict(json.loads(json.dumps(state.to_dict())))
+
+
+def ask(params, state, archive, capacity):
+    """``evolution.ask``, adding what it admits to ``archive`` as the evolve mode does."""
+    state, new, admitted = evolution.ask(params, state, archive, capacity)
+    for phenotype, equation in admitted:
+        archive.add(phenotype, equation)
+    return state, new
 
 
 def _fifo(pending, rnd):
@@ -53,68 +67,68 @@ def drive(params=SMALL, seed=0, capacity=1, pick=_fifo, fail=None, roundtrip=Fal
     while True:
         calls += 1
         if roundtrip:
-            state = json.loads(json.dumps(state))
+            state = json_trip(state)
         if resume_every and calls % resume_every == 0:
-            archive = evolution.rebuild_archive(json.loads(json.dumps(state)))
+            archive = evolution.rebuild_archive(json_trip(state))
         if not evolution.is_done(params, state):
-            state, new = evolution.ask(params, state, archive, capacity)
+            state, new = ask(params, state, archive, capacity)
             pending += new
-            asked += [c["id"] for c in new]
+            asked += [c.id for c in new]
         if not pending or (stop_after is not None and len(told) >= stop_after):
             return state, archive, asked, told
         for c in pick(pending, rnd):
             if roundtrip:
-                state = json.loads(json.dumps(state))
-            state = evolution.tell(params, state, archive, c["id"], fake_record(c, fail))
+                state = json_trip(state)
+            state = evolution.tell(params, state, c.id, fake_record(c, fail))
             pending.remove(c)
-            told.append(c["id"])
+            told.append(c.id)
             if check:
                 check_invariants(params, state, capacity)
 
 
 def check_invariants(params, state, capacity):
-    ev_ids = [e["id"] for e in state["evaluated"]]
-    fly_ids = [c["id"] for c in state["in_flight"]]
-    pop_ids = [m["id"] for m in state["population"]]
+    ev_ids = [e.id for e in state.evaluated]
+    fly_ids = [c.id for c in state.in_flight]
+    pop_ids = [m.id for m in state.population]
     assert len(set(ev_ids)) == len(ev_ids) and not set(ev_ids) & set(fly_ids)
     assert len(fly_ids) <= capacity
     assert len(pop_ids) <= params.population_size and len(set(pop_ids)) == len(pop_ids)
-    by_id = {e["id"]: e for e in state["evaluated"]}
-    assert all(not evolution.is_failed(by_id[i]["record"]) for i in pop_ids)
-    assert state["iterations_done"] <= state["iterations_started"] <= params.max_iterations
+    by_id = {e.id: e for e in state.evaluated}
+    assert all(not evolution.is_failed(by_id[i].record) for i in pop_ids)
+    assert state.iterations_done <= state.iterations_started <= params.max_iterations
     # Each open iteration has exactly one child in flight or one retry queued.
-    open_its = [c["iteration"] for c in state["in_flight"] if c["stage"] == "surrogate"]
-    open_its += [r["iteration"] for r in state["retries"]]
+    open_its = [c.iteration for c in state.in_flight if c.stage == "surrogate"]
+    open_its += [r.iteration for r in state.retries]
     assert len(set(open_its)) == len(open_its)
-    assert state["iterations_started"] - state["iterations_done"] == len(open_its)
+    assert state.iterations_started - state.iterations_done == len(open_its)
 
 
 def check_final(params, state, asked, told):
     """Exact bookkeeping at the end of a run."""
     s = evolution.summary(state)
-    assert sorted(asked) == sorted(told) == sorted(e["id"] for e in state["evaluated"])
-    assert len(set(told)) == len(told) and not state["in_flight"] and not state["retries"]
-    assert state["iterations_done"] == state["iterations_started"] == params.max_iterations
+    assert sorted(asked) == sorted(told) == sorted(e.id for e in state.evaluated)
+    assert len(set(told)) == len(told) and not state.in_flight and not state.retries
+    assert state.iterations_done == state.iterations_started == params.max_iterations
     assert s["evaluated"] == params.initial_population + s["children_evaluated"]
     n_failed = sum(s["failed_children"].values())
     assert s["children_evaluated"] == s["successful_children"] + n_failed
     skipped = s["skipped_iterations"]
     assert s["successful_children"] + skipped["mutation"] + skipped["failed_children"] \
         == params.max_iterations
-    rows = state["log"]
-    assert [r["iteration"] for r in rows] == list(range(params.max_iterations + 1))
+    rows = state.log
+    assert [r.iteration for r in rows] == list(range(params.max_iterations + 1))
     for row in rows[1:]:
-        kids = [e for e in state["evaluated"] if e["iteration"] == row["id"]]
-        assert len({k["parent"] for k in kids}) <= 1  # every retry mutates the same winner
-        assert [k["failed_children"] for k in sorted(kids, key=lambda k: k["id"])] \
+        kids = [e for e in state.evaluated if e.iteration == row.id]
+        assert len({k.parent for k in kids}) <= 1  # every retry mutates the same winner
+        assert [k.failed_children for k in sorted(kids, key=lambda k: k.id)] \
             == list(range(len(kids)))
-        failed = [evolution.is_failed(k["record"]) for k in kids]
-        if row["outcome"] in ("added", "replaced"):
-            assert failed == [True] * (len(kids) - 1) + [False] and row["child"] == kids[-1]["id"]
-        elif row["outcome"] == "skipped_failed_children":
+        failed = [evolution.is_failed(k.record) for k in kids]
+        if row.outcome in ("added", "replaced"):
+            assert failed == [True] * (len(kids) - 1) + [False] and row.child == kids[-1].id
+        elif row.outcome == "skipped_failed_children":
             assert failed == [True] * params.max_failed_children
         else:
-            assert row["outcome"] == "skipped_mutation" and all(failed)
+            assert row.outcome == "skipped_mutation" and all(failed)
     return s
 
 
@@ -138,47 +152,45 @@ def test_tournament_samples_with_replacement():
 
 
 def test_replace_oldest_ties_go_to_the_least_fit_and_ages_grow():
-    pop = [{"id": 1, "age": 3, "fitness": 0.5}, {"id": 2, "age": 3, "fitness": 0.4},
-           {"id": 3, "age": 1, "fitness": 0.1}, {"id": 4, "age": 3, "fitness": 0.4}]
-    new, removed = evolution.replace_oldest(pop, {"id": 9, "fitness": 0.2}, 4)
+    pop = [Member(1, 3, 0.5), Member(2, 3, 0.4), Member(3, 1, 0.1), Member(4, 3, 0.4)]
+    new, removed = evolution.replace_oldest(pop, Member(9, 5, 0.2), 4)
     assert removed == 2  # oldest are 1, 2, 4; least fit 2 and 4; first slot
-    assert new == [{"id": 1, "age": 4, "fitness": 0.5}, {"id": 9, "age": 0, "fitness": 0.2},
-                   {"id": 3, "age": 2, "fitness": 0.1}, {"id": 4, "age": 4, "fitness": 0.4}]
-    assert pop[1]["id"] == 2 and pop[0]["age"] == 3  # input untouched
-    grown, removed = evolution.replace_oldest(pop[:2], {"id": 9, "fitness": 0.2}, 4)
-    assert removed is None and [m["id"] for m in grown] == [1, 2, 9]
+    assert new == [Member(1, 4, 0.5), Member(9, 0, 0.2), Member(3, 2, 0.1), Member(4, 4, 0.4)]
+    assert pop[1].id == 2 and pop[0].age == 3  # input untouched
+    grown, removed = evolution.replace_oldest(pop[:2], Member(9, 0, 0.2), 4)
+    assert removed is None and [m.id for m in grown] == [1, 2, 9]
 
 
 # --------------------------------------------------------------------------- initial population
 
 def test_initial_population_keeps_the_best_that_succeeded():
     params = evolution.Params(population_size=4, initial_population=10, max_iterations=0)
-    state, _, asked, told = drive(params, fail=lambda c: c["id"] % 3 == 0)
-    ok = [e for e in state["evaluated"] if not evolution.is_failed(e["record"])]
-    top = sorted(ok, key=lambda e: -e["record"]["fitness"])[:4]
-    assert [m["id"] for m in state["population"]] == [e["id"] for e in top]
-    assert all(m["age"] == 0 for m in state["population"])
-    assert all(c["stage"] == "initial" for c in state["evaluated"])
+    state, _, asked, told = drive(params, fail=lambda c: c.id % 3 == 0)
+    ok = [e for e in state.evaluated if not evolution.is_failed(e.record)]
+    top = sorted(ok, key=lambda e: -e.record["fitness"])[:4]
+    assert [m.id for m in state.population] == [e.id for e in top]
+    assert all(m.age == 0 for m in state.population)
+    assert all(c.stage == "initial" for c in state.evaluated)
     assert sorted(asked) == sorted(told) == list(range(10))
     s = evolution.summary(state)
     assert s["failed_initial"] == {"gated": 4} and s["evaluated"] == 10 and s["iterations"] == 0
-    assert evolution.is_done(params, state) and state["phase"] == "evolve"
+    assert evolution.is_done(params, state) and state.phase == "evolve"
 
 
 def test_fewer_successful_initial_genomes_grow_into_the_population():
     params = evolution.Params(population_size=4, initial_population=6, tournament_size=2,
                               max_iterations=4, mutation_batch=16)
-    state, _, asked, told = drive(params, fail=lambda c: c["stage"] == "initial" and c["id"] >= 2)
+    state, _, asked, told = drive(params, fail=lambda c: c.stage == "initial" and c.id >= 2)
     check_final(params, state, asked, told)
     assert [r["outcome"] for r in evolution.history(state)] \
         == ["initial", "added", "added", "replaced", "replaced"]
-    assert len(state["population"]) == 4
+    assert len(state.population) == 4
 
 
 def test_no_successful_initial_genome_ends_the_run():
     params = evolution.Params(population_size=4, initial_population=3, max_iterations=5)
     state, _, _, _ = drive(params, fail=lambda c: True)
-    assert evolution.is_done(params, state) and state["population"] == []
+    assert evolution.is_done(params, state) and state.population == []
     assert evolution.summary(state)["best"] is None and evolution.best(state, 3) == []
 
 
@@ -191,15 +203,15 @@ def test_run_is_reproducible_with_exact_counts():
     s = check_final(SMALL, state, asked, told)
     assert s["evaluated"] == len(archive) == SMALL.initial_population + s["children_evaluated"]
     assert s["successful_children"] > 0 and s["failed_children"]["gated"] > 0
-    entered = {r["child"]: r["iteration"] for r in state["log"] if r["child"] is not None}
-    for m in state["population"]:  # one year older per completed iteration since it entered
-        assert m["age"] == SMALL.max_iterations - entered.get(m["id"], 0)
+    entered = {r.child: r.iteration for r in state.log if r.child is not None}
+    for m in state.population:  # one year older per completed iteration since it entered
+        assert m.age == SMALL.max_iterations - entered.get(m.id, 0)
     assert drive(seed=1)[0] != state
 
 
 def test_failed_children_retry_from_the_same_winner():
     state, _, asked, told = drive(
-        fail=lambda c: c["stage"] == "surrogate" and c["failed_children"] < 2)
+        fail=lambda c: c.stage == "surrogate" and c.failed_children < 2)
     s = check_final(SMALL, state, asked, told)
     assert s["successful_children"] == SMALL.max_iterations
     assert s["children_evaluated"] == 3 * SMALL.max_iterations
@@ -209,12 +221,12 @@ def test_failed_children_retry_from_the_same_winner():
 def test_seven_failed_children_skip_the_iteration():
     params = evolution.Params(population_size=3, initial_population=4, tournament_size=2,
                               max_iterations=3, mutation_batch=16)
-    state, _, asked, told = drive(params, fail=lambda c: c["stage"] == "surrogate")
+    state, _, asked, told = drive(params, fail=lambda c: c.stage == "surrogate")
     s = check_final(params, state, asked, told)
     assert s["children_evaluated"] == 7 * 3 and s["evaluated"] == 4 + 21
     assert s["skipped_iterations"] == {"mutation": 0, "failed_children": 3}
     first = evolution.history(state)[0]
-    assert [m["age"] for m in state["population"]] == [3, 3, 3]  # failed children never enter
+    assert [m.age for m in state.population] == [3, 3, 3]  # failed children never enter
     assert evolution.history(state)[-1]["best"] == first["best"]
 
 
@@ -223,9 +235,9 @@ def initial_phase_done(params):
     """A fresh run whose whole initial population has been asked and told."""
     state = evolution.init(params, 0)
     archive = integrity.Archive()
-    state, initial = evolution.ask(params, state, archive, params.initial_population)
+    state, initial = ask(params, state, archive, params.initial_population)
     for c in initial:
-        state = evolution.tell(params, state, archive, c["id"], fake_record(c))
+        state = evolution.tell(params, state, c.id, fake_record(c))
     return state, archive
 
 def test_mutation_attempts_exhausted_skip_the_iteration(monkeypatch):
@@ -240,18 +252,18 @@ def test_mutation_attempts_exhausted_skip_the_iteration(monkeypatch):
 
     monkeypatch.setattr(integrity, "check_batch", reject_all)
     twin = np.random.Generator(np.random.PCG64(0))
-    twin.bit_generator.state = state["rng"]
-    by_id = {e["id"]: e for e in state["evaluated"]}
+    twin.bit_generator.state = state.rng
+    by_id = {e.id: e for e in state.evaluated}
     for _ in range(params.max_iterations):  # the draws of one-at-a-time mutation, exactly
-        w = evolution.tournament(twin, [m["fitness"] for m in state["population"]], 5)
-        parent = genome_lib.from_dict(by_id[state["population"][w]["id"]]["genome"])
+        w = evolution.tournament(twin, [m.fitness for m in state.population], 5)
+        parent = genome_lib.from_dict(by_id[state.population[w].id].genome)
         for _ in range(5):
             genome_lib.mutate(twin, parent)
-    state, new = evolution.ask(params, state, archive, 4)
+    state, new = ask(params, state, archive, 4)
     assert new == [] and calls == [2, 2, 2] * 2 and len(archive) == 4
-    assert state["rng"] == twin.bit_generator.state
+    assert state.rng == twin.bit_generator.state
     assert evolution.summary(state)["skipped_iterations"] == {"mutation": 2, "failed_children": 0}
-    assert evolution.is_done(params, state) and state["iterations_done"] == 2
+    assert evolution.is_done(params, state) and state.iterations_done == 2
 
 
 def test_mutation_batch_size_does_not_change_the_run():
@@ -265,7 +277,7 @@ def test_mutation_batch_size_does_not_change_the_run():
 def test_out_of_order_tells_keep_the_state_consistent(pick):
     state, archive, asked, told = drive(capacity=4, pick=pick)
     s = check_final(SMALL, state, asked, told)
-    assert len(state["population"]) == SMALL.population_size
+    assert len(state.population) == SMALL.population_size
     assert s["evaluated"] == len(archive)
     assert len(evolution.rebuild_archive(state)) == len(archive)
 
@@ -280,24 +292,30 @@ def test_budget_is_not_exceeded_with_many_in_flight():
 def test_telling_an_unknown_or_repeated_id_raises():
     state = evolution.init(SMALL, 0)
     archive = integrity.Archive()
-    state, new = evolution.ask(SMALL, state, archive, 2)
-    assert [c["id"] for c in evolution.in_flight(state)] == [c["id"] for c in new] == [0, 1]
+    state, new = ask(SMALL, state, archive, 2)
+    assert [c.id for c in state.in_flight] == [c.id for c in new] == [0, 1]
     with pytest.raises(ValueError, match="never asked"):
-        evolution.tell(SMALL, state, archive, 5, fake_record(new[0]))
-    state = evolution.tell(SMALL, state, archive, 1, fake_record(new[1]))
+        evolution.tell(SMALL, state, 5, fake_record(new[0]))
+    state = evolution.tell(SMALL, state, 1, fake_record(new[1]))
     with pytest.raises(ValueError, match="already told"):
-        evolution.tell(SMALL, state, archive, 1, fake_record(new[1]))
+        evolution.tell(SMALL, state, 1, fake_record(new[1]))
     with pytest.raises(ValueError, match="status"):
-        evolution.tell(SMALL, state, archive, 0, {"fitness": 0.5, "status": "great"})
+        evolution.tell(SMALL, state, 0, {"fitness": 0.5, "status": "great"})
 
 
-def test_ask_and_tell_leave_their_input_state_unchanged():
-    state = json.loads(json.dumps(drive(stop_after=SMALL.initial_population + 2)[0]))
-    frozen = json.dumps(state)
+def test_ask_and_tell_leave_their_input_state_and_archive_unchanged():
+    state = json_trip(drive(stop_after=SMALL.initial_population + 2)[0])
+    frozen = json.dumps(state.to_dict())
     archive = evolution.rebuild_archive(state)
-    after, new = evolution.ask(SMALL, state, archive, 3)
-    evolution.tell(SMALL, after, archive, new[0]["id"], fake_record(new[0]))
-    assert json.dumps(state) == frozen
+    seen = archive.phenotypes.copy()
+    after, new, admitted = evolution.ask(SMALL, state, archive, 3)
+    evolution.tell(SMALL, after, new[0].id, fake_record(new[0]))
+    assert json.dumps(state.to_dict()) == frozen
+    np.testing.assert_array_equal(archive.phenotypes, seen)  # ask returns what it admits
+    assert len(admitted) == len(new) > 0
+    for phenotype, equation in admitted:  # the caller's archive then equals the rebuilt one
+        archive.add(phenotype, equation)
+    np.testing.assert_array_equal(archive.phenotypes, evolution.rebuild_archive(after).phenotypes)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -312,7 +330,7 @@ def test_json_round_trip_between_calls_gives_the_identical_final_state(capacity)
 def test_rebuild_archive_equals_the_live_archive():
     for kwargs in ({"stop_after": 3, "capacity": 3}, {"stop_after": 14, "capacity": 3}, {}):
         state, live, _, _ = drive(**kwargs, check=False)
-        rebuilt = evolution.rebuild_archive(json.loads(json.dumps(state)))
+        rebuilt = evolution.rebuild_archive(json_trip(state))
         assert len(rebuilt) == len(live)
         np.testing.assert_array_equal(rebuilt.phenotypes, live.phenotypes)
         assert rebuilt.equations == live.equations
@@ -323,23 +341,23 @@ def test_rebuild_archive_equals_the_live_archive():
 def test_best_and_summary():
     state, _, _, _ = drive()
     top = evolution.best(state, 4)
-    ok = [e for e in state["evaluated"] if not evolution.is_failed(e["record"])]
-    assert [b["fitness"] for b in top] == sorted((e["record"]["fitness"] for e in ok),
+    ok = [e for e in state.evaluated if not evolution.is_failed(e.record)]
+    assert [b["fitness"] for b in top] == sorted((e.record["fitness"] for e in ok),
                                                  reverse=True)[:4]
     assert all(b["sign"] in (1, -1) and b["equation"] for b in top)
     assert all(b["stage"] == "surrogate" for b in evolution.best(state, 50, stage="surrogate"))
     s = evolution.summary(state)
-    pop = [m["fitness"] for m in state["population"]]
+    pop = [m.fitness for m in state.population]
     assert s["best"] == max(pop) and s["median"] == float(np.median(pop))
     assert s["mean"] == pytest.approx(np.mean(pop)) and s["best_evaluated"] == top[0]["fitness"]
-    assert s["iterations"] == evolution.iterations_done(state) == SMALL.max_iterations
+    assert s["iterations"] == state.iterations_done == SMALL.max_iterations
     assert collections.Counter(r["outcome"] for r in evolution.history(state))["initial"] == 1
-    median = float(np.median([e["record"]["fitness"] for e in ok]))
+    median = float(np.median([e.record["fitness"] for e in ok]))
     above = evolution.count_above(state, median)
     assert above["initial_scored"] + above["surrogate_scored"] == len(ok)
-    assert above["initial"] + above["surrogate"] == sum(e["record"]["fitness"] > median
+    assert above["initial"] + above["surrogate"] == sum(e.record["fitness"] > median
                                                         for e in ok)
-    assert above["surrogate_scored"] == sum(e["stage"] == "surrogate" for e in ok)
+    assert above["surrogate_scored"] == sum(e.stage == "surrogate" for e in ok)
     assert evolution.count_above(state, 2.0) == {**above, "initial": 0, "surrogate": 0}
 
 
@@ -347,11 +365,11 @@ def test_nan_fitness_is_a_failed_child_and_never_best():
     params = evolution.Params(population_size=2, initial_population=2, tournament_size=2,
                               max_iterations=1, max_failed_children=1, mutation_batch=16)
     state, archive = initial_phase_done(params)
-    state, (child,) = evolution.ask(params, state, archive, 1)
-    state = evolution.tell(params, state, archive, child["id"],
+    state, (child,) = ask(params, state, archive, 1)
+    state = evolution.tell(params, state, child.id,
                            {"fitness": float("nan"), "status": "ok"})
-    assert state["evaluated"][-1]["record"]["fitness"] is None
-    assert child["id"] not in [b["id"] for b in evolution.best(state, 5)]
+    assert state.evaluated[-1].record["fitness"] is None
+    assert child.id not in [b["id"] for b in evolution.best(state, 5)]
     assert evolution.summary(state)["failed_children"] == {"no_fitness": 1}
     assert evolution.history(state)[-1]["outcome"] == "skipped_failed_children"
 
@@ -360,13 +378,13 @@ def test_timed_out_child_is_a_failed_child_retried_from_its_winner():
     params = evolution.Params(population_size=2, initial_population=2, tournament_size=2,
                               max_iterations=1, mutation_batch=16)
     state, archive = initial_phase_done(params)
-    state, (child,) = evolution.ask(params, state, archive, 1)
-    state = evolution.tell(params, state, archive, child["id"],
-                           evolution.timed_out_record("timed out after 5 s"))
-    assert state["evaluated"][-1]["record"]["status"] == "timed_out"
-    assert state["retries"] == [{"iteration": 1, "parent": child["parent"], "failed_children": 1}]
+    state, (child,) = ask(params, state, archive, 1)
+    state = evolution.tell(params, state, child.id,
+                           records.timed_out("timed out after 5 s").to_dict())
+    assert state.evaluated[-1].record["status"] == "timed_out"
+    assert state.retries == [Retry(1, child.parent, 1)]
     assert evolution.summary(state)["failed_children"] == {"timed_out": 1}
-    assert child["id"] not in [b["id"] for b in evolution.best(state, 5)]
+    assert child.id not in [b["id"] for b in evolution.best(state, 5)]
 
 
 def test_params_are_validated():

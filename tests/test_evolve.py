@@ -11,13 +11,20 @@ import time
 import pytest
 
 from configs import quickstart
-from lfe import main
+from lfe import main, worker
 from lfe.core import fileio, rundir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAKE = "tests.fake_fitness:evaluate"
-OVERRIDES = {"evaluator": FAKE, "executor": "inprocess", "initial_population": 8,
+OVERRIDES = {"executor": "inprocess", "initial_population": 8,
              "population_size": 4, "tournament_size": 3, "max_iterations": 12, "plot_every": 5}
+
+
+@pytest.fixture(autouse=True)
+def fake_fitness():
+    """Every evaluation in this module is the fast fake (lfe.worker's test seam)."""
+    with worker.substitute(evaluate=FAKE):
+        yield
 
 
 def small_config():
@@ -29,8 +36,8 @@ def small_config():
 
 def cli(workdir):
     args = [f"--config.{k}={v}" for k, v in OVERRIDES.items()]
-    return [sys.executable, "-m", "lfe.main", "--config=configs/quickstart.py:runlocal",
-            f"--workdir={workdir}", *args]
+    return [sys.executable, "-m", "tests.drive", f"--task=evaluate={FAKE}",
+            "--config=configs/quickstart.py:runlocal", f"--workdir={workdir}", *args]
 
 
 def told_count(events):
@@ -130,10 +137,38 @@ def test_evolve_configs_and_controller_modules_do_not_import_jax():
 
     code = (
         "import sys, lfe.main, lfe.experiments.evolve, lfe.core.evolution, lfe.core.integrity, "
-        "lfe.executors, lfe.training.fitness, lfe.core.rundir\n"
+        "lfe.executors, lfe.worker, lfe.core.protocol, lfe.core.rundir\n"
         "import configs.quickstart as q, configs.surrogate as s, configs.cpu_evolution as c\n"
         "q.get_config(); q.get_config('runlocal'); s.get_config(); s.get_config('convnet')\n"
         "c.get_config(); c.get_config('runlocal')\n"
         "heavy = sorted(m for m in ('jax', 'flax', 'optax') if m in sys.modules)\n"
         "assert not heavy, heavy\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_committed_cpu_evolution_resumes_and_reports(tmp_path, cifar_dir):
+    """A run directory written before the typed state (results/cpu_evolution/run) loads,
+    resumes with the command that made it (finished: nothing is trained again) and reports."""
+    import shutil
+
+    from configs import cpu_evolution
+    from configs import report as report_config
+    from lfe.core import evolution
+    from lfe.core.state import State
+
+    source = os.path.join(ROOT, "results", "cpu_evolution", "run")
+    work = tmp_path / "run"
+    shutil.copytree(source, work)
+    saved = rundir.load_state(str(work))
+    state = State.from_dict(saved)
+    assert state.to_dict() == saved  # the same JSON, field for field
+    assert len(evolution.rebuild_archive(state)) == len(state.evaluated) == 114
+    c = cpu_evolution.get_config()
+    c.ce_band = tuple(json.load(open(work / "config.json"))["ce_band"])
+    c.data_dir = str(cifar_dir)
+    s = main.dispatch(c, str(work))
+    assert s["evaluated"] == 114 and s["iterations"] == 30  # resumed, nothing retrained
+    assert len(rundir.read_events(str(work))) == 114
+    assert {"best.json", "evolution.png", "best_phenotypes.png"} <= set(os.listdir(work))
+    files = main.dispatch(report_config.get_config(), str(work))
+    assert any(f.endswith("run_figure4.png") for f in files)

@@ -21,6 +21,9 @@ def affinity(_):
             os.environ.get("GLIBC_TUNABLES", ""))
 
 
+SQUARE, BOOM, AFFINITY = (f"tests.test_executors:{f}" for f in ("square", "boom", "affinity"))
+
+
 def drain(ex):
     out = {}
     while ex.pending:
@@ -32,8 +35,8 @@ def drain(ex):
 def test_inprocess_runs_in_submission_order_and_reports_errors():
     ex = executors.make("inprocess")
     for i in range(3):
-        ex.submit(f"k{i}", square, i)
-    ex.submit("bad", boom, 7)
+        ex.submit(f"k{i}", SQUARE, i)
+    ex.submit("bad", BOOM, 7)
     order = []
     while ex.pending:
         order += ex.wait_any()
@@ -43,13 +46,14 @@ def test_inprocess_runs_in_submission_order_and_reports_errors():
 
 
 def test_pool_runs_tasks_in_spawned_pinned_workers():
+    before = os.environ.get("GLIBC_TUNABLES")
     ex = executors.make("pool", workers=2)
     try:
         assert ex.capacity == 2
         for i in range(4):
-            ex.submit(f"k{i}", square, i)
-        ex.submit("bad", boom, 1)
-        ex.submit("aff", affinity, 0)
+            ex.submit(f"k{i}", SQUARE, i)
+        ex.submit("bad", BOOM, 1)
+        ex.submit("aff", AFFINITY, 0)
         out = drain(ex)
     finally:
         ex.close()
@@ -57,6 +61,7 @@ def test_pool_runs_tasks_in_spawned_pinned_workers():
         "k0": 0, "k1": 1, "k2": 4, "k3": 9}
     assert out["bad"].value is None and out["bad"].error.startswith("RuntimeError: bad input 1")
     cores, flags, tunables = out["aff"].value
+    assert "GLIBC_TUNABLES" not in os.environ or before == os.environ["GLIBC_TUNABLES"]
     if malloc.applies():
         assert malloc.tuned({"GLIBC_TUNABLES": tunables})  # workers start with lfe.core.malloc's
     if len(os.sched_getaffinity(0)) >= 2:
@@ -78,3 +83,12 @@ def test_single_thread_flags_are_accepted_by_xla():
 def test_unknown_executor():
     with pytest.raises(ValueError, match="unknown executor 'mpi'; available: inprocess, pool, ray"):
         executors.make("mpi")
+
+
+def test_a_task_is_named_by_its_target_and_a_bad_target_is_one_line():
+    ex = executors.make("inprocess")
+    ex.submit("a", "tests.test_executors:nowhere", 1)
+    ex.submit("b", "no_such_module_xyz:f", 1)
+    out = drain(ex)
+    assert out["a"].error.startswith("ValueError: cannot load function")
+    assert "no_such_module_xyz" in out["b"].error and "\n" not in out["b"].error

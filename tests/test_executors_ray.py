@@ -19,14 +19,15 @@ ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from configs import quickstart  # noqa: E402
-from lfe import executors, main  # noqa: E402
+from lfe import executors, main, worker  # noqa: E402
 from lfe.core import evolution, malloc, rundir  # noqa: E402
 from lfe.executors import ray_executor  # noqa: E402
 from lfe.experiments import evolve  # noqa: E402
 from tests import fake_fitness  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OVERRIDES = {"evaluator": "tests.fake_fitness:evaluate", "initial_population": 8,
+FAKE = "tests.fake_fitness:evaluate"
+OVERRIDES = {"initial_population": 8,
              "population_size": 4, "tournament_size": 3, "max_iterations": 12, "plot_every": 0}
 
 
@@ -52,9 +53,9 @@ def cluster():
 
 
 def submit(ex, key, helper, *args):
-    """Submits a function of tests/ray_tasks.py by name (``call_target``), as the controller
-    submits evaluators."""
-    ex.submit(key, executors.call_target, f"tests.ray_tasks:{helper}", *args)
+    """Submits a function of tests/ray_tasks.py by its target string, as the controller
+    submits the worker's tasks."""
+    ex.submit(key, f"tests.ray_tasks:{helper}", *args)
 
 
 def drain(ex):
@@ -64,6 +65,13 @@ def drain(ex):
             assert key not in out  # every task comes back once
             out[key] = outcome
     return out
+
+
+@pytest.fixture(autouse=True)
+def fake_evaluations():
+    """Evaluations in this module are the fast fake unless a test substitutes another."""
+    with worker.substitute(evaluate=FAKE):
+        yield
 
 
 def small_config(executor, **changes):
@@ -187,9 +195,9 @@ def test_no_retries_reports_the_lost_worker(cluster, tmp_path):
 def test_asynchronous_evolution_with_killed_workers_is_consistent(cluster, tmp_path):
     c = small_config("ray", workers=3)
     c.fitness.kill_dir = str(tmp_path / "kills")
-    c.evaluator = "tests.ray_tasks:killing_evaluate"
     os.makedirs(c.fitness.kill_dir)
-    main.dispatch(c, str(tmp_path / "run"))
+    with worker.substitute(evaluate="tests.ray_tasks:killing_evaluate"):
+        main.dispatch(c, str(tmp_path / "run"))
     state = check_consistent(tmp_path / "run", c)
     killed = sorted(int(n) for n in os.listdir(c.fitness.kill_dir))
     assert killed == [i for i in range(state["next_id"]) if i % 8 == 1]  # each killed once
@@ -204,20 +212,21 @@ def test_same_seed_same_genomes_inprocess_and_ray_with_capacity_1(cluster, tmp_p
 
 
 def test_timed_out_candidates_are_failed_children(cluster, tmp_path):
-    c = small_config("ray", workers=2, evaluator="tests.ray_tasks:slow_evaluate")
+    c = small_config("ray", workers=2)
     c.ray.timeout_s = 0.01  # every evaluation times out
     c.initial_population, c.max_iterations = 2, 0
-    main.dispatch(c, str(tmp_path))
+    with worker.substitute(evaluate="tests.ray_tasks:slow_evaluate"):
+        main.dispatch(c, str(tmp_path))
     state = rundir.load_state(str(tmp_path))
     assert [e["record"]["status"] for e in state["evaluated"]] == ["timed_out"] * 2
     assert state["phase"] == "evolve" and state["population"] == []
 
 
 def _controller(workdir, address, evaluator):
-    args = {**OVERRIDES, "executor": "ray", "workers": 2, "ray.address": address,
-            "evaluator": evaluator}
-    return [sys.executable, "-m", "lfe.main", "--config=configs/quickstart.py:runlocal",
-            f"--workdir={workdir}", *[f"--config.{k}={v}" for k, v in args.items()]]
+    args = {**OVERRIDES, "executor": "ray", "workers": 2, "ray.address": address}
+    return [sys.executable, "-m", "tests.drive", f"--task=evaluate={evaluator}",
+            "--config=configs/quickstart.py:runlocal", f"--workdir={workdir}",
+            *[f"--config.{k}={v}" for k, v in args.items()]]
 
 
 @pytest.mark.slow
@@ -257,9 +266,11 @@ def test_controller_never_imports_jax(cluster, tmp_path):
     c.ray.address = cluster.address
     (tmp_path / "config.json").write_text(json.dumps(c.to_dict()))
     script = ("import json, sys, ml_collections\n"
+              "from lfe import worker\n"
               "from lfe.experiments import evolve\n"
               f"c = ml_collections.ConfigDict(json.load(open({str(tmp_path / 'config.json')!r})))\n"
-              f"s = evolve.run(c, {str(tmp_path / 'run')!r})\n"
+              f"with worker.substitute(evaluate={FAKE!r}):\n"
+              f"    s = evolve.run(c, {str(tmp_path / 'run')!r})\n"
               "print('JAX-IMPORTED' if 'jax' in sys.modules else 'NO-JAX', s['iterations'])\n")
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
                           timeout=300, env=dict(os.environ, JAX_PLATFORMS="cpu"))

@@ -3,13 +3,16 @@
 import jax.numpy as jnp
 import pytest
 
+from lfe import worker
 from lfe.core import genome as G
+from lfe.core import protocol as protocol_lib
+from lfe.core import records
 from lfe.training import fitness
 from lfe.training import losses as L
 
 
 def tiny(cifar_dir, **surrogate):
-    c = fitness.default_config()
+    c = protocol_lib.fitness_config()
     c.data_dir = str(cifar_dir)
     for p in (c.gate, c.surrogate, c.initial):
         p.eval_batch_size = 1000
@@ -60,16 +63,16 @@ def test_initial_protocol_skips_the_gate(cifar_dir):
     record = fitness.evaluate(L.get("neuroloss3"), c, seed=1, stage="initial")
     assert record.status == "ok" and record.gate_train_accuracy is None
     assert record.steps == 50 and record.fitness is not None
-    again = fitness.FitnessRecord.from_dict(record.to_dict())
+    again = records.FitnessRecord.from_dict(record.to_dict())
     assert again == record
 
 
-def test_evaluate_task_round_trips_plain_data(cifar_dir):
+def test_evaluate_candidate_round_trips_plain_data(cifar_dir):
     c = tiny(cifar_dir)
     c.gate_min_train_accuracy = 0.99
     g = L.get("neuroloss2").genome
     spec = {"name": "x", "genome": G.to_dict(g), "sign": -1}
-    out = fitness.evaluate_task(spec, c.to_dict(), 0)
+    out = worker.evaluate_candidate(spec, c.to_dict(), 0)
     assert out["status"] == "gated" and isinstance(out["curve"], list)
     with pytest.raises(ValueError, match="unknown fitness stage"):
         fitness.evaluate(L.get("cross_entropy"), c, seed=0, stage="final")

@@ -13,20 +13,19 @@ from lfe.experiments import cells
 
 def tiny(cifar_dir):
     c = pipeline_config.get_config("runlocal")
+    c.data_dir = str(cifar_dir)  # every stage's
     e = c.evolve
     e.initial_population, e.population_size, e.tournament_size, e.max_iterations = 3, 2, 2, 1
-    e.fitness.data_dir = str(cifar_dir)
     e.fitness.gate_enabled = False
     for p in (e.fitness.initial, e.fitness.surrogate):
         p.steps = p.total_steps = p.eval_every = 20
         p.warmup_steps, p.eval_batch_size = 5, 2500
     el = c.eliminate
-    el.data_dir, el.keep = str(cifar_dir), (2, 1)
+    el.keep = (2, 1)
     el.protocol.phases = [{"steps": 10, "dropout": 0.1}, {"steps": 10, "dropout": 0.2}]
     el.protocol.steps = el.protocol.total_steps = 20
     el.protocol.eval_every, el.protocol.eval_batch_size = 10, 2500
     t = c.transfers.table9
-    t.data_dir = str(cifar_dir)
     del t.settings["wideresnet28_10__cifar10__default"]
     p = t.settings["efficientnetv2_s__cifar10__default"].protocol
     p.steps = p.total_steps = p.eval_every = 20

@@ -7,8 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lfe import executors
+from lfe import executors, worker
 from lfe.core import genome as G
+from lfe.core import protocol as protocol_lib
+from lfe.core import records
 from lfe.training import fitness, population
 from lfe.training import losses as L
 from lfe.training import train as T
@@ -166,11 +168,9 @@ def test_executor_groups_fitness_tasks(monkeypatch):
     assert ex.capacity == 2
     cfg = {"a": 1}
     for i in range(3):
-        ex.submit(str(i), fitness.evaluate_task, {"name": "cross_entropy"}, cfg, i, "surrogate")
-    ex.submit("x", executors.call_target, "lfe.training.fitness:evaluate_task", {"name": "c"}, cfg,
-    9,
-              "initial")
-    ex.submit("y", max, 1, 5)
+        ex.submit(str(i), worker.EVALUATE, {"name": "cross_entropy"}, cfg, i, "surrogate")
+    ex.submit("x", worker.EVALUATE, {"name": "c"}, cfg, 9, "initial")
+    ex.submit("y", "builtins:max", 1, 5)
     got = []
     while ex.pending:
         got += ex.wait_any()
@@ -185,28 +185,28 @@ def test_losses_without_a_genome_are_evaluated_sequentially(monkeypatch):
 
     def fake(loss, config, *, seed, stage):
         seen.append((loss.name, seed, stage))
-        return fitness.FitnessRecord(0.5, "ok", 1, 0.0)
+        return records.FitnessRecord(0.5, "ok", 1, 0.0)
 
     monkeypatch.setattr(fitness, "evaluate", fake)
     monkeypatch.setattr(fitness, "load_dataset", lambda *a: None)
-    got = population.evaluate_population([{"name": "neuroloss1"}], fitness.default_config(),
+    got = population.evaluate_population([{"name": "neuroloss1"}], protocol_lib.fitness_config(),
                                          [7], "initial")
     assert seen == [("neuroloss1", 7, "initial")] and got[0]["fitness"] == 0.5
 
 
 @pytest.mark.slow
-def test_evaluate_population_equals_evaluate_task(cifar_dir):
-    c = fitness.default_config()
+def test_evaluate_population_equals_evaluate_candidate(cifar_dir):
+    c = protocol_lib.fitness_config()
     c.data_dir = str(cifar_dir)
     for p in (c.gate, c.surrogate):
         p.eval_batch_size, p.eval_every, p.total_steps, p.warmup_steps = 1000, 10, 100, 5
     c.gate.steps, c.surrogate.steps = 10, 20
     c.gate_min_train_accuracy = 0.0  # both reach the stage run (the NaN one diverges first)
-    specs = [fitness.loss_spec(L.from_genome(NAN_GENOME, 1, name="nan")),
+    specs = [L.to_spec(L.from_genome(NAN_GENOME, 1, name="nan")),
              {"name": "cross_entropy"}]
     got = population.evaluate_population(specs, c.to_dict(), [5, 6])
-    want = [fitness.evaluate_task(s, c.to_dict(), seed) for s, seed in zip(specs, [5, 6],
-                                                                           strict=True)]
+    want = [worker.evaluate_candidate(s, c.to_dict(), seed)
+            for s, seed in zip(specs, [5, 6], strict=True)]
     assert [g["status"] for g in got] == ["diverged", "ok"]
     for g, w in zip(got, want, strict=True):
         assert (g["status"], g["steps"], g["message"]) == (w["status"], w["steps"], w["message"])

@@ -5,7 +5,10 @@ import pytest
 from scipy import stats as sps
 
 from configs import surrogate_study, transfer_paper
-from lfe.experiments import report, transfer
+from lfe import worker
+from lfe.core import rundir
+from lfe.core.state import Evaluated, State
+from lfe.experiments import report, tables, transfer
 
 RNG = np.random.default_rng(1)
 
@@ -33,10 +36,10 @@ def test_table8_layout_columns_bold_and_p_values():
                                     .protocol}, ["cifar100"],
                                     {"cutout": {}, "cutmix": {"augment": "davidnet_cutmix"}}))
     records = records_for(c, MEANS)
-    tables = report.transfer_tables(records, transfer.cells.to_plain(c))
-    assert [t.title for t in tables] == ["Table 8: DavidNet on CIFAR: cifar10",
+    result = tables.transfer_tables(records, rundir.to_plain(c))
+    assert [t.title for t in result] == ["Table 8: DavidNet on CIFAR: cifar10",
                                          "Table 8: DavidNet on CIFAR: cifar100"]
-    t = tables[0]
+    t = result[0]
     # the paper's columns: per augmentation, test accuracy and the one-sided p-value vs CE
     assert t.header == ["loss", "cutout (runs)", "cutout", "p (> CE, one-sided)",
                         "cutmix (runs)", "cutmix", "p (> CE, one-sided)"]
@@ -57,7 +60,7 @@ def test_table8_layout_columns_bold_and_p_values():
     assert t.csv_rows[1][2] == pytest.approx(np.mean(nl2))
     assert t.csv_rows[1][3] == pytest.approx(np.std(nl2, ddof=1))
     assert t.csv_rows[1][4] < np.mean(nl2) < t.csv_rows[1][5]
-    md = report.to_markdown(t)
+    md = tables.to_markdown(t)
     assert md.startswith("## Table 8") and "| neuroloss1 | 5 | **" in md
 
 
@@ -65,7 +68,7 @@ def test_table9_columns_in_paper_order():
     c = transfer_paper.get_config("table9,runlocal")
     c.settings.update(transfer.grid({"seresnext29": c.settings[
         "efficientnetv2_s__cifar10__default"].protocol}, ["cifar10"]))
-    [t] = report.transfer_tables(records_for(c, MEANS, seeds=2), transfer.cells.to_plain(c))
+    [t] = tables.transfer_tables(records_for(c, MEANS, seeds=2), rundir.to_plain(c))
     assert t.header == ["loss", "efficientnetv2_s (runs)", "efficientnetv2_s",
                         "wideresnet28_10 (runs)", "wideresnet28_10", "seresnext29 (runs)",
                         "seresnext29"]
@@ -75,7 +78,7 @@ def test_table9_columns_in_paper_order():
 def test_tables_10_11_rows_include_label_smoothed_ce():
     for variant in ("table10,runlocal", "table11,runlocal"):
         c = transfer_paper.get_config(variant)
-        [t] = report.transfer_tables(records_for(c, MEANS, seeds=2), transfer.cells.to_plain(c))
+        [t] = tables.transfer_tables(records_for(c, MEANS, seeds=2), rundir.to_plain(c))
         assert [r[0] for r in t.rows][-2:] == ["cross_entropy", "CE_0.10"]
         assert t.header == ["loss", "cifar10 (runs)", "cifar10"]
 
@@ -92,7 +95,7 @@ def test_table3_tau_matches_scipy():
         score = ref_scores[m["loss"]] if m["setting"] == "reference" else \
             cheap[m["setting"]][names.index(m["loss"])]
         records.append({**m, "accuracy": score, "status": "ok"})
-    [t] = report.transfer_tables(records, transfer.cells.to_plain(c))
+    [t] = tables.transfer_tables(records, rundir.to_plain(c))
     assert t.header == ["setting", "convnet"] and [r[0] for r in t.rows] == ["-", "32", "48"]
     taus = {r[0]: r[1] for r in t.csv_rows}
     for setting, row in (("convnet__cifar10__-", "-"), ("convnet__cifar10__48", "48")):
@@ -102,7 +105,7 @@ def test_table3_tau_matches_scipy():
 
 
 def test_ordered_puts_paper_labels_first_then_numbers():
-    assert report.ordered(["112", "32", "-", "48", "zz"], ("-",)) == ["-", "32", "48", "112",
+    assert tables.ordered(["112", "32", "-", "48", "zz"], ("-",)) == ["-", "32", "48", "112",
                                                                       "zz"]
 
 
@@ -111,8 +114,8 @@ def test_report_mode_on_a_transfer_run_directory(tmp_path):
     from lfe import main
 
     c = surrogate_study.get_config("runlocal")
-    c.train_fn = "tests.fake_training:train"
-    transfer.run(c, str(tmp_path))
+    with worker.substitute(train_cell="tests.fake_training:train"):
+        transfer.run(c, str(tmp_path))
     files = main.dispatch(report_config.get_config(), str(tmp_path))
     names = sorted(p.rsplit("/", 1)[-1] for p in files)
     assert names == ["README.md", "run.csv", "run.md"]
@@ -123,18 +126,19 @@ def test_report_mode_on_a_transfer_run_directory(tmp_path):
 
 
 def test_mean_std_of_one_run_claims_no_spread():
-    assert report._mean_std([57.3]) == "57.300 (one run)"
-    assert report._mean_std([]) == "-"
-    assert report._mean_std([57.0, 58.0]) == "57.500 ± 0.707"
+    assert tables.mean_std([57.3]) == "57.300 (one run)"
+    assert tables.mean_std([]) == "-"
+    assert tables.mean_std([57.0, 58.0]) == "57.500 ± 0.707"
 
 
 def test_evolution_report_counts_candidates_beating_cross_entropy():
-    def ev(stage, fitness, status="ok"):
-        return {"stage": stage, "record": {"fitness": fitness, "status": status}}
+    def ev(i, stage, fitness, status="ok"):
+        return Evaluated(i, {}, 1, "", stage, None, None, 0,
+                         {"fitness": fitness, "status": status})
 
-    state = {"evaluated": [ev("initial", 0.50), ev("initial", 0.56), ev("surrogate", 0.57),
-                           ev("surrogate", 0.55), ev("surrogate", 0.60),
-                           ev("surrogate", None, "gated")]}
+    state = State(seed=0, rng={}, evaluated=[
+        ev(0, "initial", 0.50), ev(1, "initial", 0.56), ev(2, "surrogate", 0.57),
+        ev(3, "surrogate", 0.55), ev(4, "surrogate", 0.60), ev(5, "surrogate", None, "gated")])
     text = report._beat_ce(state, (0.58, 0.555, 0.53))
     assert text == ("Scored on the surrogate protocol (failed ones excluded): 1 of 2 initial "
                     "genomes beat cross-entropy's mean (55.50%), 0 its best run (58.00%); 2 of 3 "

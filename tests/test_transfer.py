@@ -7,15 +7,18 @@ import os
 import pytest
 
 from configs import surrogate_study, transfer_paper
+from lfe import worker
 from lfe.core import fileio
 from lfe.experiments import cells, transfer
 
 FAKE = "tests.fake_training:train"
 
 
-def fake(config):
-    config.train_fn = FAKE
-    return config
+@pytest.fixture
+def fake_training():
+    """The grid cells of a test that asks for this are the fast fake (lfe.worker's seam)."""
+    with worker.substitute(train_cell=FAKE):
+        yield
 
 
 def test_paper_layouts_need_the_architecture_configs_or_run_locally():
@@ -27,10 +30,10 @@ def test_paper_layouts_need_the_architecture_configs_or_run_locally():
         transfer_paper.get_config("runlocal")
 
 
-def test_grid_records_every_cell_once_and_resumes(tmp_path, monkeypatch):
+def test_grid_records_every_cell_once_and_resumes(fake_training, tmp_path, monkeypatch):
     log = tmp_path / "train.log"
     monkeypatch.setenv("LFE_FAKE_TRAIN_LOG", str(log))
-    c = fake(transfer_paper.get_config("table10,runlocal"))
+    c = (transfer_paper.get_config("table10,runlocal"))
     tables = transfer.run(c, str(tmp_path / "t"))
     records = cells.read_cells(str(tmp_path / "t" / "cells"))
     assert len(records) == 5 * 2 == len(log.read_text().splitlines())
@@ -53,17 +56,17 @@ def test_grid_records_every_cell_once_and_resumes(tmp_path, monkeypatch):
     transfer.run(c, str(tmp_path / "t"))
     assert len(log.read_text().splitlines()) == 11 + 5
     c.settings["efficientnetv2_s__cifar10__default"].protocol.steps = 61
-    with pytest.raises(ValueError, match="different settings"):
+    with pytest.raises(ValueError, match=r"different config \(settings\."):
         transfer.run(c, str(tmp_path / "t"))
 
 
-def test_losses_from_genome_files_and_unique_names(tmp_path):
+def test_losses_from_genome_files_and_unique_names(fake_training, tmp_path):
     from lfe.core import genome
     from lfe.training import losses
     path = tmp_path / "evolved.json"
     fileio.write_json_atomic(str(path), {"name": "cand7", "sign": 1, "genome": genome.to_dict(
         losses.get("neuroloss3").genome)})
-    c = fake(transfer_paper.get_config("table9,runlocal"))
+    c = (transfer_paper.get_config("table9,runlocal"))
     c.losses = f"cross_entropy,{path}"
     assert list(transfer.loss_entries(c)) == ["cross_entropy", "cand7"]
     assert transfer.loss_entries(c)["cand7"][0]["genome"]["format"] == "lfe-genome-v1"
@@ -72,8 +75,8 @@ def test_losses_from_genome_files_and_unique_names(tmp_path):
         transfer.loss_entries(c)
 
 
-def test_surrogate_study_tau_table(tmp_path):
-    c = fake(surrogate_study.get_config("runlocal"))
+def test_surrogate_study_tau_table(fake_training, tmp_path):
+    c = (surrogate_study.get_config("runlocal"))
     [table] = transfer.run(c, str(tmp_path))
     assert table.header == ["setting", "convnet"]
     assert [r[0] for r in table.rows] == ["-", "32", "48"]
@@ -94,8 +97,8 @@ def test_real_transfer_cell_scores_the_test_split(tmp_path, cifar_dir):
     assert record["final_accuracy"] == record["curve"][-1][2]
 
 
-def test_cells_fan_out_over_a_process_pool(tmp_path):
-    c = fake(surrogate_study.get_config("runlocal"))
+def test_cells_fan_out_over_a_process_pool(fake_training, tmp_path):
+    c = (surrogate_study.get_config("runlocal"))
     c.executor, c.workers = "pool", 2
     transfer.run(c, str(tmp_path))
     records = cells.read_cells(str(tmp_path / "cells"))

@@ -95,6 +95,7 @@ class Archive:
         self._size = 0
         self._order: np.ndarray | None = None  # argsort of the norms, rebuilt after adds
         self.equations: set[str] = set()
+        self._equation_rows: list[str] = []  # the equation of each row, in order
 
     def __len__(self) -> int:
         return self._size
@@ -127,12 +128,17 @@ class Archive:
         self._size += k
         self._order = None
         self.equations.update(equations)
+        self._equation_rows.extend(equations)
 
     def copy(self) -> Archive:
         """An independent archive with the same contents."""
         out = Archive(self._data.shape[1])
-        out.extend(self.phenotypes, list(self.equations))
+        out.extend(self.phenotypes, list(self._equation_rows))
         return out
+
+    def added_since(self, n: int) -> list[tuple[np.ndarray, str]]:
+        """``(phenotype, equation)`` of every row added after the first ``n``, in order."""
+        return [(self._data[i].copy(), self._equation_rows[i]) for i in range(n, self._size)]
 
     def near(self, phenotypes: np.ndarray, threshold: float = NOVELTY_THRESHOLD) -> np.ndarray:
         """``bool [B]``: whether each phenotype lies within L2 ``threshold`` of an archived one."""

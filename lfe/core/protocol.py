@@ -1,11 +1,16 @@
-"""A training protocol's trainer fields as plain data, importable without JAX.
+"""Training protocols as plain data, importable without JAX.
 
-Configs and the evolution controller build protocols (``fitness.training_protocol``) without
-importing JAX — DESIGN.md keeps JAX out of the controller process — so the defaults live here,
-and ``lfe.training.train.default_config`` returns them.
+A protocol is a ConfigDict: the model, its augmentation and the trainer's fields (steps, batch,
+optimizer, schedule, evaluation, stop rules, optional progressive ``phases``). Configs and the
+evolution controller build them here without importing JAX (the controller process never does),
+and ``lfe.training`` runs them. ``fitness_config`` is ``config.fitness`` of ``mode: evolve``: the
+dataset and the gate, surrogate and initial-population protocols (paper §3.5, §3.7, §3.8).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import ml_collections
 
@@ -14,13 +19,16 @@ def trainer_defaults() -> ml_collections.ConfigDict:
     """The ConvNet fitness protocol (§3.5, §3.7; authors' `fitness_function_convnet_standard`).
 
     The gate is this with `steps=800, stop_rules=((800, 0.37),)` and no validation data; the
-    surrogate's early stop 2 is `stop_rules=((3000, 0.25),)`. Optional fields: `phases`
+    surrogate's early stop 2 is `stop_rules=((3000, 0.25),)`. `steps` is how many updates the
+    run makes (with `phases`, their sum: `check_steps`); `total_steps` is the learning-rate
+    schedule's horizon, which may exceed `steps` (the paper's surrogate stops after 8,000 steps
+    of a 64,000-step schedule). Optional fields: `phases`
     (progressive training, `lfe.training.progressive`), `augment` (default "unit"), `init_from` (a
     pretrained-weights file for `lfe.training.models.pretrained.load_variables`).
     """
     return ml_collections.ConfigDict(
         {
-            "steps": 8000,
+            "steps": 8000,  # updates run; with phases, their sum
             "batch_size": 128,
             "eval_every": 100,
             "eval_batch_size": 500,
@@ -36,6 +44,112 @@ def trainer_defaults() -> ml_collections.ConfigDict:
             "schedule": "warmup_cosine",
             "warmup_steps": 800,
             "hold_steps": 0,
-            "total_steps": 8000,
+            "total_steps": 8000,  # the schedule's horizon (>= steps when a run stops early)
         }
     )
+
+
+def training_protocol(**overrides) -> ml_collections.ConfigDict:
+    """One training run: model, augmentation and the trainer's fields (``trainer_defaults``).
+
+    The default is the paper's ConvNet protocol (Table 4): 8,000 steps, batch 128, Adam 1e-3,
+    linear warm-up 800 then cosine, evaluation every 100 steps, inputs scaled to [0, 1]. With
+    ``phases`` and no ``steps``, ``steps`` is the phases' sum; a mismatch is refused.
+    """
+    p = trainer_defaults()
+    p.model = "convnet"
+    p.model_kwargs = ml_collections.ConfigDict()
+    p.augment = "unit"  # a preset of lfe.training.data.augment.PRESETS, or {"train", "eval"}
+    p.validate = True  # evaluate the validation split (the gate needs only training accuracy)
+    if overrides.get("phases") and "steps" not in overrides:
+        overrides["steps"] = sum(int(phase["steps"]) for phase in overrides["phases"])
+    for key, value in overrides.items():
+        p[key] = value
+    check_steps(p)
+    return p
+
+
+def effnetv2_protocol(phases: list[dict], *, total_steps: int, hold_steps: int = 0,
+                      batch_size: int = 64, **overrides) -> ml_collections.ConfigDict:
+    """EfficientNetV2-S with progressive RandAugment (App. D): Adam 1e-3 (Keras form), linear
+    warm-up over 6,400 steps, ``hold_steps`` at the peak, cosine to 0 at ``total_steps``;
+    ``effnetv2`` augmentation (random square crop, RandAugment 2 layers, (x - 127.5)/128) whose
+    image size, magnitude and the model's dropout follow ``phases``
+    (``lfe.training.progressive``)."""
+    protocol = training_protocol(
+        model="efficientnetv2_s", augment="effnetv2", batch_size=batch_size,
+        optimizer="adam", learning_rate=1e-3, schedule="warmup_cosine", warmup_steps=6400,
+        hold_steps=hold_steps, total_steps=total_steps, phases=[dict(p) for p in phases])
+    for key, value in overrides.items():
+        protocol[key] = value
+    return protocol
+
+
+def surrogate_protocol() -> ml_collections.ConfigDict:
+    """The paper's surrogate (§3.5.1, App. D): EfficientNetV2-S at 96x96, RandAugment 2 layers
+    magnitude 5, dropout 0.1, batch 64, Adam 1e-3 warm-up 6,400 then cosine over 64,000 steps,
+    stopped after 8,000 (phase 1 of the schedule), early stop 2 at step 3,000 below 0.25 train
+    accuracy, best validation accuracy over evaluations every 100 steps."""
+    return effnetv2_protocol(
+        [{"steps": 8000, "image_size": 96, "dropout": 0.1, "randaug_magnitude": 5.0}],
+        total_steps=64000, stop_rules=((3000, 0.25),))
+
+
+def fitness_config() -> ml_collections.ConfigDict:
+    """``config.fitness``: data, gate, surrogate and initial-population protocols.
+
+    Gate (early stopping 1, §3.7): the ConvNet for 800 steps without validation; a candidate
+    whose best training accuracy stays below 0.37 is a failed child. The surrogate here is the
+    ConvNet protocol of the paper's initial evolutionary run (§3.6) with early stop 2 (training
+    accuracy below 0.25 at step 3,000 ends the run; its best validation accuracy so far is still
+    its fitness), which runs on a CPU; the paper's EfficientNetV2-S surrogate is
+    ``surrogate_protocol()`` (``configs/surrogate.py``). The initial population is scored with
+    the ConvNet for 8,000 steps (§3.10).
+    """
+    c = ml_collections.ConfigDict()
+    c.dataset = "cifar10"
+    c.data_dir = ""  # "" = $LFE_DATA_DIR, else tensorflow-datasets
+    c.gate_enabled = True
+    c.gate_min_train_accuracy = 0.37
+    c.gate = training_protocol(steps=800, validate=False)
+    c.surrogate = training_protocol(stop_rules=((3000, 0.25),))
+    c.initial = training_protocol()
+    return c
+
+
+# App. D: (image size, dropout, RandAugment magnitude) per progressive phase.
+TABLE12 = {"image_size": (128, 160, 192, 224), "dropout": (0.10, 0.20, 0.30, 0.40),
+           "randaug_magnitude": (5.0, 8.0, 12.0, 15.0)}  # CIFAR-10/100 (adapted)
+TABLE13 = {"image_size": (128, 186, 244, 300), "dropout": (0.10, 0.17, 0.24, 0.30),
+           "randaug_magnitude": (5.0, 8.0, 12.0, 15.0)}  # Cars196, Flowers102, Caltech101
+
+
+def paper_phases(table: Mapping[str, Sequence[Any]], steps_per_phase: int) -> list[dict]:
+    """Plain-data phases from a table such as `TABLE12`, each `steps_per_phase` long."""
+    count = len(table["image_size"])
+    return [{"steps": int(steps_per_phase), **{k: v[i] for k, v in table.items()}}
+            for i in range(count)]
+
+
+def check_steps(protocol: Mapping[str, Any], where: str = "protocol") -> None:
+    """Refuses a protocol whose ``steps`` is not the sum of its ``phases``' steps (one line
+    naming both numbers); ``total_steps``, the schedule's horizon, may differ from both."""
+    phases = protocol.get("phases")
+    if not phases:
+        return
+    total = sum(int(phase.get("steps", 0)) for phase in phases)
+    if int(protocol.get("steps", total)) != total:
+        raise ValueError(f"{where}: steps = {protocol['steps']} but the phases sum to {total} "
+                         "steps; set steps to the sum (or leave it out: it is derived)")
+
+
+def check_protocols(config: Any, where: str = "") -> None:
+    """``check_steps`` on every protocol (a mapping with ``total_steps``) nested in ``config``,
+    each named by its key path; for a mode's config before it trains anything."""
+    if not hasattr(config, "items"):
+        return
+    if "total_steps" in config:
+        check_steps(config, where or "protocol")
+        return
+    for key, value in config.items():
+        check_protocols(value, f"{where}.{key}" if where else str(key))

@@ -121,3 +121,59 @@ def read_events(workdir: str) -> list[dict]:
             except json.JSONDecodeError:
                 continue
     return events
+
+
+# --------------------------------------------------------------------------- the run's config
+
+CONFIG = "config.json"
+
+
+def to_plain(value):
+    """A ConfigDict (or nested dicts/lists/tuples of them, numpy scalars) as plain JSON data."""
+    if hasattr(value, "to_dict"):
+        value = value.to_dict()
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        return value.item()
+    return value
+
+
+def _flat(value, prefix: str = "") -> dict[str, object]:
+    """``{"a.b.c": leaf}`` for nested dicts (lists are leaves)."""
+    if isinstance(value, dict) and value:
+        out = {}
+        for k, v in value.items():
+            out |= _flat(v, f"{prefix}{k}.")
+        return out
+    return {prefix[:-1]: value}
+
+
+def _under(path: str, prefixes) -> bool:
+    return any(path == p or path.startswith(p + ".") for p in prefixes)
+
+
+def changed_keys(saved: dict, now: dict, *, fixed=None, may_change=()) -> list[str]:
+    """The dotted key paths whose values differ between two plain configs: only those under
+    ``fixed`` when it is given, never those under ``may_change``."""
+    a, b = _flat(to_plain(saved)), _flat(to_plain(now))
+    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    if fixed is not None:
+        changed = [k for k in changed if _under(k, fixed)]
+    return [k for k in changed if not _under(k, may_change)]
+
+
+def claim(workdir: str, config, *, fixed=None, may_change=()) -> None:
+    """Records ``config`` in ``workdir/config.json``. A rerun whose config differs from the
+    recorded one where it matters (``fixed`` keys, or any key not in ``may_change``) is refused
+    with one line naming the changed keys: its results would mix two experiments."""
+    path = os.path.join(workdir, CONFIG)
+    mine = to_plain(config)
+    if os.path.exists(path):
+        changed = changed_keys(fileio.read_json(path), mine, fixed=fixed, may_change=may_change)
+        if changed:
+            raise ValueError(f"{workdir} holds a run with a different config "
+                             f"({', '.join(changed)}); use a new --workdir or the same config")
+    fileio.write_json_atomic(path, mine)

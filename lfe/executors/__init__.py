@@ -1,15 +1,85 @@
-"""Executors: where candidate evaluations and grid cells run (``lfe.executors.base`` has the
-protocol). Importing this package never imports JAX (tested)."""
+"""Executors: where candidate evaluations and grid cells run (``base`` has the protocol).
 
-from lfe.executors.base import (  # noqa: F401 (API)
-    NAMES,
-    InProcessExecutor,
-    Outcome,
-    ProcessPoolExecutor,
-    call,
-    call_target,
-    check_name,
-    make,
-    ray_config,
-    single_thread_flags,
-)
+A registry by name, each a lazy ``"module:Class"`` so that making one imports only what it
+needs (Ray only for ``ray``, JAX only for ``vmap``'s workers). Importing this package never
+imports JAX (tested).
+"""
+
+from __future__ import annotations
+
+from lfe.core import registry
+from lfe.executors.base import InProcessExecutor, Outcome, call, ray_config  # noqa: F401 (API)
+from lfe.executors.pool import single_thread_flags  # noqa: F401 (API)
+
+_REGISTRY = {
+    "inprocess": "lfe.executors.base:InProcessExecutor",
+    "pool": "lfe.executors.pool:ProcessPoolExecutor",
+    "ray": "lfe.executors.ray_executor:RayExecutor",  # Ray: optional extra
+    "vmap": "lfe.executors.vmap:PopulationExecutor",  # K candidates trained at once
+}
+NAMES = tuple(_REGISTRY)
+
+
+def check_name(name: str) -> None:
+    """Raises ValueError for an unknown executor name (cheap: starts nothing)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown executor {name!r}; available: {', '.join(NAMES)}")
+
+
+def make(name: str, workers: int | None = None, ray_options=None):
+    """An executor by name. ``workers``: tasks at once (pool: processes, default one per core;
+    ray: tasks in flight, default what the cluster fits; vmap: K, default measured);
+    ``ray_options``: the fields of ``ray_config()``, used by ``ray`` only."""
+    check_name(name)
+    cls = registry.resolve(_REGISTRY[name], "executor")
+    if name == "inprocess":
+        return cls()
+    if name == "ray":
+        return cls(workers=workers, **dict(ray_options or {}))
+    return cls(workers)
+
+
+def runner(config, *, seeds: int | None = None, seed: int | None = None):
+    """Adds the runner block to a mode's ``config`` — where and how its work runs — and returns
+    it: ``executor``, ``workers``, ``ray`` (``ray_config()``), ``data_dir`` and, for grid modes,
+    ``seeds`` (an int n: seeds 0..n-1, or a list) or, for evolution, ``seed``.
+    ``check_runner`` validates it."""
+    config.executor = "pool"  # "inprocess" (deterministic) | "pool" | "ray" | "vmap"
+    config.workers = 0  # tasks at once; 0 = one per core (pool) / what the cluster fits (ray)
+    config.ray = ray_config()  # address, resources, retries, timeout per task (executor "ray")
+    config.data_dir = ""  # "" = $LFE_DATA_DIR, else tensorflow-datasets
+    if seeds is not None:
+        config.seeds = seeds
+    if seed is not None:
+        config.seed = seed
+    return config
+
+
+def _check(value, key: str, low: int, integer: bool = True) -> None:
+    kinds = int if integer else int | float
+    if isinstance(value, bool) or not isinstance(value, kinds) or value < low:
+        raise ValueError(f"config.{key} must be {'an integer' if integer else 'a number'} "
+                         f">= {low}, got {value!r}")
+
+
+def check_runner(config) -> None:
+    """Refuses a bad runner block (``runner``) with one line naming the key, before any work:
+    an unknown executor, negative workers or Ray resources, fewer than one seed. Fields the
+    config lacks are not checked."""
+    if "executor" in config:
+        check_name(config.executor)
+    if "workers" in config:
+        _check(config.workers, "workers", 0)
+    for key, value in (config.get("ray") or {}).items():
+        if key in ("num_cpus", "num_gpus", "max_retries", "timeout_s"):
+            _check(value, f"ray.{key}", 0, integer=key == "max_retries")
+    if "seed" in config:
+        _check(config.seed, "seed", 0)
+    seeds = config.get("seeds")
+    if isinstance(seeds, list | tuple):
+        if not seeds:
+            raise ValueError("config.seeds must name at least one seed, got []")
+        for s in seeds:
+            _check(s, "seeds", 0)
+    elif seeds is not None:
+        _check(seeds, "seeds", 1)

@@ -25,10 +25,10 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
 
 from lfe.core import malloc
-from lfe.executors.base import Outcome, call, single_thread_flags
+from lfe.executors.base import Outcome, call
+from lfe.executors.pool import single_thread_flags
 
 # Never shipped to workers: run outputs, environments, version control.
 WORKING_DIR_EXCLUDES = [".git", ".venv", "runs", "__pycache__", "*.png", "*.jsonl"]
@@ -86,8 +86,8 @@ class RayExecutor:
     def pending(self) -> int:
         return len(self._tasks)
 
-    def submit(self, key: str, fn: Callable, *args) -> None:
-        self._tasks[self._remote.remote(fn, args)] = (key, time.monotonic())
+    def submit(self, key: str, target: str, *args) -> None:
+        self._tasks[self._remote.remote(target, args)] = (key, time.monotonic())
 
     def _wait_s(self) -> float | None:
         """Seconds until the oldest task's deadline (None: no timeout)."""

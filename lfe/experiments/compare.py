@@ -14,12 +14,11 @@ import os
 
 import ml_collections
 
-from lfe import executors
-from lfe.experiments import cells, report
-from lfe.training import fitness, losses
+from lfe.core import rundir
+from lfe.experiments import cells, defaults, tables
+from lfe.training import losses
 
 BASELINE = "cross_entropy"
-TRAIN_FN = "lfe.experiments.cells:train_task"
 
 
 def _names(spec) -> list[str]:
@@ -52,7 +51,7 @@ def grid(config) -> list[cells.Cell]:
     """The (loss, seed) cells of a comparison, seeds outermost (so a partial grid is balanced)."""
     names = _names(config.losses)
     loss_defs = {n: losses.resolve(n) for n in names}  # fail fast on bad names
-    specs = {n: fitness.loss_spec(d) for n, d in loss_defs.items()}  # once per loss, not per seed
+    specs = {n: losses.to_spec(d) for n, d in loss_defs.items()}  # once per loss, not per seed
     seeds = list(range(config.seeds)) if isinstance(config.seeds, int) else list(config.seeds)
     protocol = config.protocol.to_dict()
     data_dir = config.get("data_dir", "")
@@ -63,15 +62,16 @@ def grid(config) -> list[cells.Cell]:
             meta = {"loss": name, "seed": s, "dataset": config.dataset, "protocol": protocol}
             if name != n:
                 meta["spec"] = n
-            out.append(cells.Cell(cell_id(name, s), meta, config.get("train_fn") or TRAIN_FN,
+            out.append(cells.Cell(cell_id(name, s), meta,
                                   (specs[n], protocol, config.dataset, data_dir, s)))
     return out
 
 
-def run(config, workdir: str) -> report.Table:
+def run(config, workdir: str) -> tables.Table:
+    defaults.check(config)
     todo = grid(config)
     os.makedirs(workdir, exist_ok=True)
-    cells.claim_workdir(workdir, config, ("protocol", "dataset"))
+    rundir.claim(workdir, config, fixed=("protocol", "dataset"))
     done = cells.run_cells(todo, os.path.join(workdir, "cells"), config.executor,
                            config.get("workers") or None, ray_options=config.get("ray"),
                            label=f"compare ({workdir})")
@@ -91,7 +91,7 @@ def _revisions(records: dict[str, dict]) -> str:
     return ", ".join(revs) if revs else "none yet"
 
 
-def results_table(records: dict[str, dict], config) -> report.Table:
+def results_table(records: dict[str, dict], config) -> tables.Table:
     """Table 4's layout: per loss, runs, mean ± std (%), Welch p vs cross-entropy (one-sided
     "greater" and two-sided), the paper's value when the config gives it."""
     column = "validation accuracy (%)"
@@ -102,30 +102,16 @@ def results_table(records: dict[str, dict], config) -> report.Table:
     if config.get("command"):
         note += f"\n\nReproduce: `{config.command}`"
     names = [label(n, records) for n in _names(config.losses)]
-    return report.loss_table(config.get("title") or "Loss comparison", names,
+    return tables.loss_table(config.get("title") or "Loss comparison", names,
                              {column: by_loss(records, names)},
                              p_values=("greater", "two-sided"),
                              paper={column: dict(config.get("paper") or {})}, note=note)
 
 
-def write_results(table: report.Table, workdir: str) -> None:
-    report.write_tables([table], workdir, "results")
-    print(report.to_markdown(table))
+def write_results(table: tables.Table, workdir: str) -> None:
+    tables.write_tables([table], workdir, "results")
+    print(tables.to_markdown(table))
 
 
 def default_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.mode = "compare"
-    c.title = "Loss comparison"
-    c.losses = "cross_entropy,neuroloss1,neuroloss2,neuroloss3"
-    c.seeds = 5  # an int n means seeds 0..n-1
-    c.dataset = "cifar10"
-    c.data_dir = ""
-    c.protocol = fitness.training_protocol()
-    c.executor = "pool"  # "inprocess" | "pool" | "ray"
-    c.workers = 0  # 0 = one per core
-    c.ray = executors.ray_config()  # used only with executor "ray"
-    c.paper = ml_collections.ConfigDict()
-    c.command = ""
-    c.train_fn = TRAIN_FN  # "module:function" of one cell (tests substitute a fake)
-    return c
+    return defaults.compare()  # JAX-free, for configs/

@@ -29,12 +29,10 @@ import os
 
 import ml_collections
 
-from lfe import executors
 from lfe.core import evolution, fileio, rundir
-from lfe.experiments import cells, report
-from lfe.training import fitness, losses, progressive
-
-TRAIN_FN = "lfe.experiments.cells:train_task"
+from lfe.core.state import State
+from lfe.experiments import cells, defaults, tables
+from lfe.training import losses, progressive
 
 
 def stage_protocol(protocol: dict, k: int) -> dict:
@@ -43,15 +41,16 @@ def stage_protocol(protocol: dict, k: int) -> dict:
     if not 1 <= k <= n:
         raise ValueError(f"stage {k} needs phases 1..{k}, but the protocol has {n} phases "
                          "(set protocol.phases)")
-    return cells.to_plain(progressive.first_phases(ml_collections.ConfigDict(protocol), k))
+    return rundir.to_plain(progressive.first_phases(ml_collections.ConfigDict(protocol), k))
 
 
 def select_candidates(source: str, k: int, stage: str = "") -> list[dict]:
     """The top ``k`` evaluated genomes of evolution run ``source`` (fittest first)."""
-    state = rundir.load_state(source)
-    if state is None:
+    saved = rundir.load_state(source)
+    if saved is None:
         raise ValueError(f"no evolution run in {source!r} (state.json missing); set "
                          "config.source to an evolve --workdir")
+    state = State.from_dict(saved)
     top = evolution.best(state, k, stage=stage or None)
     if not top:
         raise ValueError(f"evolution run {source!r} has no successfully evaluated genome yet")
@@ -92,14 +91,13 @@ def _seeds(config) -> list[int]:
 
 
 def stage_cells(config, k: int, entrants: list[dict], refs: dict[str, dict]) -> list[cells.Cell]:
-    protocol = stage_protocol(cells.to_plain(config.protocol), k)
+    protocol = stage_protocol(rundir.to_plain(config.protocol), k)
     data_dir = config.get("data_dir", "")
     specs = {c["name"]: (_spec(c), c.get("id")) for c in entrants}
     specs |= {name: (spec, None) for name, spec in refs.items()}
     return [cells.Cell(f"stage{k}/{cells.safe_name(name)}__seed{s}",
                        {"loss": name, "candidate": cid, "stage": k, "seed": s, "spec": spec,
                         "dataset": config.dataset, "protocol": protocol},
-                       config.get("train_fn") or TRAIN_FN,
                        (spec, protocol, config.dataset, data_dir, s))
             for s in _seeds(config) for name, (spec, cid) in specs.items()]
 
@@ -108,15 +106,16 @@ def _check(config) -> None:
     keep = [int(n) for n in config.keep]
     if not keep or any(b > a for a, b in zip(keep, keep[1:], strict=False)) or min(keep) < 1:
         raise ValueError(f"keep must be positive and non-increasing, got {keep}")
-    stage_protocol(cells.to_plain(config.protocol), len(keep))  # enough phases
+    stage_protocol(rundir.to_plain(config.protocol), len(keep))  # enough phases
 
 
 def run(config, workdir: str) -> dict:
+    defaults.check(config)
     _check(config)
-    refs = {n: fitness.loss_spec(losses.resolve(n)) for n in
+    refs = {n: losses.to_spec(losses.resolve(n)) for n in
             [s.strip() for s in (config.references or "").split(",") if s.strip()]}
     os.makedirs(workdir, exist_ok=True)
-    cells.claim_workdir(workdir, config, ("protocol", "keep", "source", "dataset", "seeds",
+    rundir.claim(workdir, config, fixed=("protocol", "keep", "source", "dataset", "seeds",
                                           "references", "candidates_stage"))
     candidates = _candidates(config, workdir)
     by_name = {c["name"]: c for c in candidates}
@@ -160,7 +159,7 @@ def _write_summary(workdir: str, stages: list[dict], by_name: dict[str, dict]) -
             finalists.append({**entry, "path": os.path.relpath(path, workdir)})
         summary["finalists"] = finalists
     fileio.write_json_atomic(os.path.join(workdir, "elimination.json"), summary)
-    report.write_tables(report.elimination_tables(summary, by_name), workdir, "results",
+    tables.write_tables(tables.elimination_tables(summary, by_name), workdir, "results",
                         heading="Loss function elimination protocol (§3.9)")
 
 
@@ -173,18 +172,4 @@ def finalist_paths(workdir: str, top: int | None = None) -> list[str]:
 
 
 def default_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.mode = "eliminate"
-    c.source = ""  # an evolve --workdir
-    c.candidates_stage = ""  # "" = every evaluated genome (paper), or "surrogate" / "initial"
-    c.keep = (150, 50, 25, 10)  # losses trained in stages 1..4 (stage k: phases 1..k)
-    c.references = "cross_entropy"  # trained in every stage for comparison, never eliminated
-    c.seeds = 1  # an int n means seeds 0..n-1; the ranking uses the mean over seeds
-    c.dataset = "cifar10"
-    c.data_dir = ""
-    c.protocol = fitness.training_protocol()  # needs `phases` (one per stage)
-    c.executor = "pool"
-    c.workers = 0
-    c.ray = executors.ray_config()  # used only with executor "ray"
-    c.train_fn = TRAIN_FN
-    return c
+    return defaults.eliminate()  # JAX-free, for configs/

@@ -1,15 +1,15 @@
 """``mode: evolve`` — run regularized evolution with an executor and a run directory.
 
-The loop: the controller (``lfe.core.evolution``) asks for candidates, the executor evaluates them
-(``fitness.evaluate_task`` by default), each finished evaluation is appended to ``events.jsonl``
-and told to the controller, and the state is checkpointed (``lfe.core.rundir``) after every change.
-Rerunning the same command on the same work directory resumes: evaluations already in the event
-log are told from it, the other in-flight candidates are submitted again. With the in-process
-executor and a fixed seed, an interrupted-and-resumed run ends in exactly the same state as an
-uninterrupted one.
+The loop: the controller (``lfe.core.evolution``) asks for candidates, the executor evaluates
+them (the worker task ``evaluate``, ``lfe.worker.evaluate_candidate``), each finished evaluation
+is appended to ``events.jsonl`` and told to the controller, and the state is checkpointed
+(``lfe.core.rundir``) after every change. Rerunning the same command on the same work directory
+resumes: evaluations already in the event log are told from it, the other in-flight candidates
+are submitted again. With the in-process executor and a fixed seed, an interrupted-and-resumed
+run ends in exactly the same state as an uninterrupted one.
 
 With ``executor: ray`` the controller (this process) keeps all evolution state and never imports
-JAX (DESIGN.md): fitness, losses and plots are imported only where they run, and the figures are
+JAX: training runs only in workers, and the figures (which need the losses, hence JAX) are
 drawn in a spawned helper process. ``state.json`` holds the in-flight candidates (saved before
 they are submitted), so a restarted controller submits them again; only the controller writes
 ``events.jsonl`` and a candidate is told once, so a result is never counted twice.
@@ -18,9 +18,6 @@ they are submitted), so a restarted controller submits them again; only the cont
 from __future__ import annotations
 
 import concurrent.futures as cf
-import importlib
-import importlib.util
-import json
 import multiprocessing as mp
 import os
 import sys
@@ -28,41 +25,21 @@ import time
 
 import ml_collections
 
-from lfe import executors
-from lfe.core import equation, evolution, fileio, metrics, rundir
+from lfe import executors, worker
+from lfe.core import equation, evolution, fileio, metrics, records, registry, rundir
 from lfe.core import genome as genome_lib
+from lfe.core.state import State
+from lfe.experiments import defaults
 
 # Fields that may change between a run and its resumption; any other change is refused.
 RESUMABLE_CHANGES = ("max_iterations", "max_hours", "executor", "workers", "ray", "plot_every",
-                     "command", "ce_band", "top_k")  # the last two only change outputs
-DEFAULT_EVALUATOR = "lfe.training.fitness:evaluate_task"
+                     "command", "ce_band", "top_k",  # the last two only change outputs
+                     "data_dir", "fitness.data_dir",  # the data may move (older runs: no data_dir)
+                     "evaluator")  # older runs name the evaluation, now always lfe.worker's
 
 
 def default_config() -> ml_collections.ConfigDict:
-    from lfe.training import fitness  # its protocols' defaults live with the trainer
-
-    c = ml_collections.ConfigDict()
-    c.mode = "evolve"
-    c.seed = 0
-    c.op_set = "paper"
-    c.init = "authors"  # "authors" (p_unary 0.7 hidden / 0.2 root) or "uniform" (§3.2 text)
-    c.initial_population = 1000
-    c.population_size = 100
-    c.tournament_size = 20
-    c.max_mutation_attempts = 2500
-    c.max_failed_children = 7
-    c.max_iterations = 2000
-    c.max_hours = 0.0  # wall-clock budget per invocation; 0 = none
-    c.executor = "pool"  # "inprocess" (deterministic) | "pool" (one process per core) | "ray"
-    c.workers = 0  # 0 = one per core (pool) / what the cluster fits (ray)
-    c.ray = executors.ray_config()  # address, resources, retries, timeout per task
-    c.evaluator = DEFAULT_EVALUATOR  # module:function(spec, fitness, seed, stage)
-    c.fitness = fitness.default_config()
-    c.ce_band = ()  # cross-entropy's (max, mean, min) fitness on the surrogate, for Figure 4
-    c.top_k = 10  # genomes kept in best.json
-    c.plot_every = 10  # redraw figures every N told evaluations; 0 = no figures (mode: report)
-    c.command = ""
-    return c
+    return defaults.evolve()  # JAX-free, for configs/
 
 
 def params_of(config) -> evolution.Params:
@@ -74,42 +51,9 @@ def params_of(config) -> evolution.Params:
         op_set=config.op_set, init=config.init)
 
 
-def _resolve(target: str, load: bool = True):
-    """The evaluator ``module:function``; without ``load`` only its module is looked up, so a
-    Ray controller does not import (JAX-using) code that only its workers run."""
-    module, _, name = target.partition(":")
-    try:
-        if not load:
-            if not name or importlib.util.find_spec(module) is None:
-                raise ImportError(f"no module named {module!r} or no function name")
-            return None
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"cannot load evaluator {target!r}: {e}") from None
-
-
-def _comparable(config: dict) -> dict:
-    """The config without the fields a resumed run may change (the data may move too)."""
-    d = {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
-    d["fitness"] = {k: v for k, v in dict(d.get("fitness") or {}).items() if k != "data_dir"}
-    return d
-
-
-def _check_config(config, workdir: str) -> None:
-    path = os.path.join(workdir, "config.json")
-    mine = json.loads(json.dumps(config.to_dict()))
-    if os.path.exists(path):
-        saved, now = _comparable(fileio.read_json(path)), _comparable(mine)
-        changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-        if changed:
-            raise ValueError(f"{workdir} holds a run with a different config "
-                             f"({', '.join(changed)}); use a new --workdir or the same config")
-    fileio.write_json_atomic(path, mine)
-
-
 def _spec(candidate) -> dict:
-    return {"name": f"candidate{candidate['id']}", "genome": candidate["genome"],
-            "sign": candidate["sign"]}
+    return {"name": f"candidate{candidate.id}", "genome": candidate.genome,
+            "sign": candidate.sign}
 
 
 class _Run:
@@ -119,11 +63,12 @@ class _Run:
         self.config, self.workdir = config, workdir
         self.params = params_of(config)
         self.isolated = config.executor == "ray"  # no JAX in this process
-        self.evaluate = _resolve(config.evaluator, load=not self.isolated)
+        self.evaluate = worker.target("evaluate")
         self.fitness_cfg = config.fitness.to_dict()
-        state = rundir.load_state(workdir)
-        self.resumed = state is not None
-        self.state = state if state is not None else evolution.init(self.params, config.seed)
+        saved = rundir.load_state(workdir)
+        self.resumed = saved is not None
+        self.state = (State.from_dict(saved) if saved is not None
+                      else evolution.init(self.params, config.seed))
         self.archive = evolution.rebuild_archive(self.state)
         self.writer = metrics.create_writer(os.path.join(workdir, "tensorboard"))
         self.told_since_plot = 0
@@ -133,14 +78,14 @@ class _Run:
         self.figures = _SpawnedFigures() if self.isolated and self.with_figures else None
 
     def save(self) -> None:
-        rundir.save_state(self.workdir, self.state)
+        rundir.save_state(self.workdir, self.state.to_dict())
 
     def tell(self, candidate_id: int, record: dict, *, log: bool = True) -> None:
         if log:
             rundir.append_event(self.workdir, {"id": candidate_id, "record": record,
                                                "time": time.time(),
                                                "git_revision": fileio.git_revision()})
-        self.state = evolution.tell(self.params, self.state, self.archive, candidate_id, record)
+        self.state = evolution.tell(self.params, self.state, candidate_id, record)
         self.save()
         self.told_since_plot += 1
         self.progress(candidate_id, record)
@@ -148,7 +93,7 @@ class _Run:
     def replay_events(self) -> set[int]:
         """Tells in-flight candidates whose evaluation finished before a kill."""
         rundir.repair_events(self.workdir)
-        waiting = {c["id"] for c in evolution.in_flight(self.state)}
+        waiting = {c.id for c in self.state.in_flight}
         told = set()
         for event in rundir.read_events(self.workdir):
             if event["id"] in waiting and event["id"] not in told:
@@ -188,12 +133,8 @@ class _Run:
 
     def submit(self, executor, candidate) -> None:
         args = (_spec(candidate), self.fitness_cfg,
-                int(self.config.seed) * 1_000_003 + int(candidate["id"]), candidate["stage"])
-        if self.isolated:  # the worker imports the evaluator, this process never does
-            executor.submit(str(candidate["id"]), executors.call_target, self.config.evaluator,
-                            *args)
-        else:
-            executor.submit(str(candidate["id"]), self.evaluate, *args)
+                int(self.config.seed) * 1_000_003 + int(candidate.id), candidate.stage)
+        executor.submit(str(candidate.id), self.evaluate, *args)
 
     def write_outputs(self, final: bool = False) -> None:
         self.told_since_plot = 0
@@ -269,11 +210,14 @@ def write_best(state, workdir: str, k: int) -> list[dict]:
 def _evolve(r: _Run, executor) -> None:
     """Asks, submits and tells until the run is done (or out of budget) and nothing is pending;
     the in-flight candidates of a resumed run are submitted first."""
-    for candidate in evolution.in_flight(r.state):
+    for candidate in r.state.in_flight:
         r.submit(executor, candidate)
     while True:
         if r.budget_left() and not evolution.is_done(r.params, r.state):
-            r.state, new = evolution.ask(r.params, r.state, r.archive, executor.capacity)
+            r.state, new, admitted = evolution.ask(r.params, r.state, r.archive,
+                                                   executor.capacity)
+            for phenotype, equation_text in admitted:
+                r.archive.add(phenotype, equation_text)
             r.save()  # in-flight candidates are on disk before they are submitted
             for candidate in new:
                 r.submit(executor, candidate)
@@ -281,7 +225,7 @@ def _evolve(r: _Run, executor) -> None:
             return
         for key, outcome in executor.wait_any():
             if outcome.timed_out:  # a failed child, like a gated one: the search goes on
-                r.tell(int(key), evolution.timed_out_record(outcome.error))
+                r.tell(int(key), records.timed_out(outcome.error).to_dict())
             elif outcome.error is not None:  # state is saved: rerunning resumes from here
                 raise ValueError(f"evaluation of candidate {key} failed: {outcome.error}")
             else:
@@ -289,14 +233,14 @@ def _evolve(r: _Run, executor) -> None:
 
 
 def run(config, workdir: str) -> dict:
-    executors.check_name(config.executor)  # an unknown executor fails before any file
-    _resolve(config.evaluator, load=config.executor != "ray")  # so does an unknown evaluator
-    if config.evaluator == DEFAULT_EVALUATOR and config.executor != "ray":  # or missing data
-        from lfe.training import fitness  # (on Ray the data lives with the workers)
+    defaults.check(config)  # a bad runner field or protocol fails before any file
+    registry.check(worker.target("evaluate"))  # so does an unknown evaluation target
+    if worker.target("evaluate") == worker.EVALUATE and config.executor != "ray":
+        from lfe.training import fitness  # missing data fails early (on Ray it is per host)
 
         fitness.load_dataset(config.fitness.dataset, config.fitness.get("data_dir", ""))
     os.makedirs(workdir, exist_ok=True)
-    _check_config(config, workdir)
+    rundir.claim(workdir, config, may_change=RESUMABLE_CHANGES)
     r = _Run(config, workdir)
     print(f"evolve: {'resuming' if r.resumed else 'starting'} in {workdir} "
           f"({config.executor} executor)", flush=True)

@@ -20,8 +20,8 @@ import time
 
 import ml_collections
 
-from lfe.core import fileio
-from lfe.experiments import cells, eliminate, evolve, report, transfer
+from lfe.core import fileio, rundir
+from lfe.experiments import defaults, eliminate, evolve, report, transfer
 
 STATE = "pipeline.json"
 
@@ -51,8 +51,10 @@ def transfer_losses(spec: str, finalists: list[str]) -> str:
 
 
 def run(config, workdir: str) -> dict:
+    for stage in (config.evolve, config.eliminate, *config.transfers.values()):
+        defaults.check(stage)  # a bad field of a late stage fails before the first trains
     os.makedirs(workdir, exist_ok=True)
-    cells.claim_workdir(workdir, config, ())  # each stage refuses incompatible reruns itself
+    rundir.claim(workdir, config, fixed=())  # each stage refuses incompatible reruns itself
     state = _done(workdir)
     stages: list[tuple[str, object]] = [("evolve", None), ("eliminate", None)]
     stages += [(f"transfer/{name}", name) for name in config.transfers]
@@ -82,10 +84,4 @@ def run(config, workdir: str) -> dict:
 
 
 def default_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.mode = "pipeline"
-    c.evolve = evolve.default_config()
-    c.eliminate = eliminate.default_config()
-    c.transfers = ml_collections.ConfigDict()  # name -> a transfer config
-    c.transfer_finalists = 3  # the paper carried its final three losses to §4.3
-    return c
+    return defaults.pipeline()  # JAX-free, for configs/; one data_dir for every stage

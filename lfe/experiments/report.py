@@ -1,16 +1,9 @@
-"""``mode: report`` — markdown and CSV tables in the paper's layouts, and the figures.
+"""``mode: report`` — a run directory's tables (``lfe.experiments.tables``) and figures.
 
-Tables are built from recorded cells only (``lfe.experiments.cells``), so a report can be (re)made
-at any
-time from a run directory:
-
-- Tables 4, 8, 9, 10, 11 (``loss_table``): one row per loss, one column group per setting,
-  ``mean ± std`` (%) with the best mean of each column in bold and, where asked, Welch's p-value
-  against cross-entropy (one-sided "greater" as Tables 4 and 8 report, and/or two-sided).
-- Table 3 (``tau_table``): Kendall's τ between each setting's ranking of the losses and the
-  reference (full) protocol's ranking.
-- The elimination protocol (``elimination_table``): each stage's ranking.
-- Figure 4 from the evolution's state and Figures 2–3 for the finalists (``write_figures``).
+Tables are built from recorded cells only (``lfe.experiments.cells``), so a report can be
+(re)made at any time from a run directory: the paper's table layouts for compare, eliminate and
+transfer runs, Figure 4 from an evolution's state and Figures 2–3 for its best genomes and the
+elimination's finalists.
 
 ``run(config, workdir)`` turns a finished run directory (evolve, eliminate, transfer, compare
 or a whole pipeline) into ``<workdir>/report/``.
@@ -18,280 +11,32 @@ or a whole pipeline) into ``<workdir>/report/``.
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import io
 import os
 
 import ml_collections
 
-from lfe.core import fileio, stats
-from lfe.experiments import cells
+from lfe.core import fileio
+from lfe.experiments import cells, defaults, tables
 from lfe.training import plots
-
-BASELINE = "cross_entropy"
-P_TITLES = {"greater": "p (> CE, one-sided)", "two-sided": "p (two-sided)"}
-
-
-@dataclasses.dataclass(frozen=True)
-class Table:
-    """A rendered table: ``header`` and ``rows`` of display strings, plus raw CSV rows."""
-
-    title: str
-    header: list[str]
-    rows: list[list[str]]
-    csv_header: list[str]
-    csv_rows: list[list]
-    note: str = ""
-
-
-def _mean_std(values: list[float]) -> str:
-    s = stats.summarize(values)
-    if s.n < 2:  # no spread from one run
-        return f"{s.mean:.3f} (one run)" if s.n else "-"
-    return f"{s.mean:.3f} ± {s.std:.3f}"
-
-
-def loss_table(title: str, losses: list[str], columns: dict[str, dict[str, list[float]]], *,
-               p_values: tuple[str, ...] = (), baseline: str = BASELINE,
-               paper: dict[str, dict[str, str]] | None = None, note: str = "") -> Table:
-    """Tables 4 and 8–11: rows ``losses``, for each column title ``columns[title][loss]`` the
-    accuracies (%) of its runs; ``p_values`` adds Welch's test vs ``baseline`` per column
-    ("greater" and/or "two-sided"); ``paper[title][loss]`` adds the published value. The CSV
-    also holds a 95% bootstrap confidence interval of each mean."""
-    paper = paper or {}
-    header, csv_header = ["loss"], ["loss"]
-    for title_ in columns:
-        header += [f"{title_} (runs)", title_] + [P_TITLES[a] for a in p_values]
-        csv_header += [f"{title_} runs", f"{title_} mean", f"{title_} std",
-                       f"{title_} ci95 low", f"{title_} ci95 high"]
-        csv_header += [f"{title_} {P_TITLES[a]}" for a in p_values]
-        if title_ in paper:
-            header.append(f"{title_} (paper)")
-            csv_header.append(f"{title_} paper")
-    best = {t: max((stats.summarize(v).mean for v in col.values() if v), default=None)
-            for t, col in columns.items()}
-    rows, csv_rows = [], []
-    for loss in losses:
-        row, raw = [loss], [loss]
-        for t, col in columns.items():
-            values, base = col.get(loss, []), col.get(baseline, [])
-            s = stats.summarize(values)
-            cell = _mean_std(values)
-            row += [str(s.n), f"**{cell}**" if s.n and s.mean == best[t] else cell]
-            raw += [s.n, s.mean, s.std, *stats.bootstrap_ci(values)]
-            for alternative in p_values:
-                p = None if loss == baseline else stats.welch(values, base, alternative)
-                row.append(stats.format_p(p))
-                raw.append("" if p is None else p)
-            if t in paper:
-                row.append(paper[t].get(loss) or "-")
-                raw.append(paper[t].get(loss) or "")
-        rows.append(row)
-        csv_rows.append(raw)
-    return Table(title, header, rows, csv_header, csv_rows, note)
-
-
-def tau_table(title: str, row_names: list[str], col_names: list[str],
-              taus: dict[tuple[str, str], tuple[float, float, int]], note: str = "") -> Table:
-    """Table 3: Kendall's τ of each (row, column) setting against the reference ranking;
-    ``taus[(row, col)] = (tau, p, number of losses)``."""
-    header = ["setting"] + col_names
-    rows, csv_rows = [], []
-    for r in row_names:
-        row, raw = [r], [r]
-        for c in col_names:
-            tau, p, n = taus.get((r, c), (None, None, 0))
-            row.append("-" if tau is None or tau != tau else f"{tau:.4f} (n={n}, p={p:.3f})")
-            raw += ["" if tau is None else tau, "" if p is None else p, n]
-        rows.append(row)
-        csv_rows.append(raw)
-    csv_header = ["setting"] + [f"{c} {k}" for c in col_names for k in ("tau", "p", "n")]
-    return Table(title, header, rows, csv_header, csv_rows, note)
-
-
-def elimination_tables(summary: dict, candidates: dict[str, dict]) -> list[Table]:
-    """One row per loss that entered the protocol — ordered by how far it got, then by its last
-    stage's rank — with its accuracy (%) in each stage it was trained in (best in bold).
-    ``candidates[name]`` gives the equation and the search fitness."""
-    stages = summary["stages"]
-    scores = {(s["stage"], r["loss"]): r for s in stages for r in s["ranking"] + s["references"]}
-    order, seen = [], set()
-    for s in reversed(stages):
-        for r in s["ranking"]:
-            if r["loss"] not in seen:
-                seen.add(r["loss"])
-                order.append((r["loss"], False))
-    order += [(r["loss"], True) for r in stages[0]["references"]]
-    best = {s["stage"]: max((r["score"] for r in s["ranking"]), default=None) for s in stages}
-    header = ["rank", "loss", "equation", "search fitness (%)"]
-    header += [f"stage {s['stage']}: phase{'s 1–' if s['phases'] > 1 else ' '}{s['phases']}, "
-               f"{s['steps']} steps (%)" for s in stages]
-    csv_header = ["rank", "loss", "equation", "search_fitness"]
-    csv_header += [f"stage{s['stage']}_accuracy" for s in stages]
-    rows, csv_rows = [], []
-    for i, (name, is_ref) in enumerate(order):
-        c = candidates.get(name, {})
-        fit = c.get("search_fitness")
-        row = ["ref" if is_ref else str(i + 1), name, f"`{c['equation']}`" if c else "-",
-               "-" if fit is None else f"{100 * fit:.2f}"]
-        raw = ["" if is_ref else i + 1, name, c.get("equation", ""), "" if fit is None else fit]
-        for s in stages:
-            r = scores.get((s["stage"], name))
-            value = None if r is None or not r["values"] else 100 * r["score"]
-            text = "-" if value is None else (
-                f"{value:.2f}" if r["score"] >= 0 else f"{r['statuses']}")
-            if value is not None and not is_ref and r["score"] == best[s["stage"]]:
-                text = f"**{text}**"
-            row.append(text)
-            raw.append("" if value is None else r["score"])
-        rows.append(row)
-        csv_rows.append(raw)
-    note = ("Validation accuracy (best over the run's evaluations; mean over seeds). Each stage "
-            "retrains its entrants from scratch; `ref` rows are trained for comparison only.")
-    return [Table("Elimination protocol", header, rows, csv_header, csv_rows, note)]
-
-
-def _label(setting: dict, axes) -> str:
-    return " / ".join(str(setting[a]) for a in axes)
-
-
-def ordered(labels, preferred=()) -> list[str]:
-    """``labels`` deduplicated: those in ``preferred`` first, in its order, then the rest with
-    numbers in numeric order (config mappings iterate in sorted key order, so the layout says
-    which order the paper's columns have)."""
-    preferred = list(preferred)
-    unique = list(dict.fromkeys(labels))
-
-    def key(label: str):
-        if label in preferred:
-            return (0, preferred.index(label), 0, "")
-        return (1, 0, int(label) if label.isdigit() else 1 << 30, label)
-
-    return sorted(unique, key=key)
-
-
-def _values(records: list[dict], final: bool) -> tuple[list[str], dict[str, dict[str, list]]]:
-    """(losses in table order, setting -> loss -> accuracies in %)."""
-    index: dict[str, int] = {}  # a loss added to a grid later may carry another index
-    for r in records:
-        index[r["loss"]] = min(index.get(r["loss"], 1 << 30), r.get("loss_index", 0))
-    values: dict[str, dict[str, list]] = {}
-    for r in sorted(records, key=lambda r: r["seed"]):
-        values.setdefault(r["setting"], {}).setdefault(r["loss"], []).append(
-            100 * cells.accuracy(r, final=final))
-    return sorted(index, key=lambda n: (index[n], n)), values
-
-
-def transfer_tables(records: list[dict], config: dict) -> list[Table]:
-    """Tables 8–11 (``layout.kind: loss``) or Table 3 (``layout.kind: tau``) from transfer
-    cells; ``config`` is the transfer config as plain data (its ``config.json``)."""
-    final = config.get("metric", "final") == "final"
-    names, values = _values(records, final)
-    settings, layout = config["settings"], config["layout"]
-    split_name = "test" if any(s.get("eval_split") == "test" for s in settings.values()) \
-        else "validation"
-    what = f"{'final' if final else 'best'} {split_name} accuracy (%)"
-    if layout["kind"] == "tau":
-        return [_tau_from_settings(config, names, values)]
-    split, order = list(layout.get("split") or ()), layout.get("order") or ()
-    groups: dict[str, list[str]] = {}
-    for name, st in settings.items():
-        groups.setdefault(_label(st, split), []).append(name)
-    tables = []
-    for group in ordered(groups, order):
-        members = groups[group]
-        col_axes = list(layout.get("columns") or ())
-        col_axes += [a for a in ("architecture", "dataset", "augmentation")
-                     if a not in split + col_axes
-                     and len({settings[m][a] for m in members}) > 1]
-        titles = {m: _label(settings[m], col_axes) or m for m in members}
-        columns = {titles[m]: values.get(m, {})
-                   for m in sorted(members, key=lambda m: ordered(titles.values(), order)
-                                   .index(titles[m]))}
-        title = f"{config['title']}: {group}" if group else config["title"]
-        tables.append(loss_table(
-            title, names, columns, p_values=tuple(config.get("p_values") or ()),
-            paper=config.get("paper") or {},
-            note=f"Mean ± std of the {what} over seeds"
-                 + ("; p: Welch's t-test vs cross-entropy." if config.get("p_values") else ".")))
-    return tables
-
-
-def _tau_from_settings(config: dict, names: list[str], values: dict) -> Table:
-    settings, layout, ref = config["settings"], config["layout"], config["reference"]
-    if ref not in settings:
-        raise ValueError(f"reference setting {ref!r} is not among the settings: "
-                         + ", ".join(settings))
-
-    def means(setting: str) -> dict[str, float]:
-        return {n: stats.summarize(v).mean for n, v in values.get(setting, {}).items() if v}
-
-    reference = means(ref)
-    rows, cols, taus = [], [], {}
-    for name, st in settings.items():
-        if name == ref:
-            continue
-        r, c = _label(st, layout["rows"]) or name, _label(st, layout["columns"]) or "τ"
-        rows += [r] if r not in rows else []
-        cols += [c] if c not in cols else []
-        mine = means(name)
-        common = [n for n in names if n in mine and n in reference]
-        tau, p = stats.kendall_tau([mine[n] for n in common], [reference[n] for n in common])
-        taus[(r, c)] = (tau, p, len(common))
-    rows, cols = ordered(rows, layout.get("order") or ()), ordered(cols, layout.get("order") or ())
-    note = (f"Kendall's τ-b between each setting's ranking of the losses (mean over seeds) and "
-            f"the ranking under `{ref}`; n = losses ranked, p two-sided.")
-    return tau_table(config["title"], rows, cols, taus, note)
-
-
-def to_markdown(table: Table) -> str:
-    lines = [f"## {table.title}", "", "| " + " | ".join(table.header) + " |",
-             "|" + "---|" * len(table.header)]
-    lines += ["| " + " | ".join(row) + " |" for row in table.rows]
-    if table.note:
-        lines += ["", table.note]
-    return "\n".join(lines) + "\n"
-
-
-def to_csv(table: Table) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(table.csv_header)
-    writer.writerows(table.csv_rows)
-    return out.getvalue()
-
-
-def write_tables(tables: list[Table], directory: str, stem: str, heading: str = "") -> list[str]:
-    """``<stem>.md`` (all tables) and ``<stem>.csv`` (or ``<stem>_<i>.csv`` for several)."""
-    os.makedirs(directory, exist_ok=True)
-    md = (f"# {heading}\n\n" if heading else "") + "\n".join(to_markdown(t) for t in tables)
-    paths = [os.path.join(directory, f"{stem}.md")]
-    with open(paths[0], "w") as f:
-        f.write(md)
-    for i, table in enumerate(tables):
-        name = f"{stem}.csv" if len(tables) == 1 else f"{stem}_{i + 1}.csv"
-        paths.append(os.path.join(directory, name))
-        with open(paths[-1], "w", newline="") as f:
-            f.write(to_csv(table))
-    return paths
 
 
 def _evolution_report(source: str, out: str, name: str) -> list[str]:
     """Figure 4, Figures 2–3 of the 3 best genomes, and the best genomes' table."""
     from lfe.core import evolution, rundir
     from lfe.core import genome as genome_lib
+    from lfe.core.state import State
     from lfe.training import losses as losses_lib
 
-    state = rundir.load_state(source)
-    if state is None:
+    saved = rundir.load_state(source)
+    if saved is None:
         return []
+    state = State.from_dict(saved)
     config = fileio.read_json(os.path.join(source, "config.json"))
     band = tuple(config.get("ce_band") or ()) or None
     files = [plots.plot_evolution(evolution.history(state),
                                   os.path.join(out, f"{name}_figure4.png"), ce_band=band)]
     top = evolution.best(state, int(config.get("top_k") or 10))
-    chosen = [losses_lib.get(BASELINE)] + [
+    chosen = [losses_lib.get(tables.BASELINE)] + [
         losses_lib.from_genome(genome_lib.from_dict(b["genome"]), b["sign"],
                                name=f"cand{b['id']} ({100 * b['fitness']:.1f}%)")
         for b in top[:3]]
@@ -305,10 +50,10 @@ def _evolution_report(source: str, out: str, name: str) -> list[str]:
             f"{summary['successful_children']} successful children.")
     if band:
         note += " " + _beat_ce(state, band)
-    table = Table("Best genomes of the search", ["rank", "loss", "stage", "fitness (%)",
+    table = tables.Table("Best genomes of the search", ["rank", "loss", "stage", "fitness (%)",
                                                  "equation"], rows,
                   ["rank", "loss", "stage", "fitness", "equation"], raw, note)
-    return files + write_tables([table], out, name)
+    return files + tables.write_tables([table], out, name)
 
 
 def _beat_ce(state: dict, band: tuple[float, float, float]) -> str:
@@ -334,12 +79,12 @@ def _elimination_report(source: str, out: str, name: str) -> list[str]:
     summary = fileio.read_json(path)
     candidates = {c["name"]: c for c in fileio.read_json(os.path.join(source,
                                                                       "candidates.json"))}
-    files = write_tables(elimination_tables(summary, candidates), out, name)
+    files = tables.write_tables(tables.elimination_tables(summary, candidates), out, name)
     files.append(plots.plot_elimination(summary["stages"], os.path.join(out, f"{name}.png")))
     finalists = [losses_lib.resolve(os.path.join(source, f["path"]))
                  for f in summary.get("finalists", [])]
     if finalists:
-        files += plots.write_figures([losses_lib.get(BASELINE)] + finalists, out,
+        files += plots.write_figures([losses_lib.get(tables.BASELINE)] + finalists, out,
                                      prefix=f"{name}_finalists_")
     return files
 
@@ -353,8 +98,8 @@ def _cells_report(source: str, out: str, name: str, mode: str) -> list[str]:
         table = compare.results_table(records, ml_collections.ConfigDict(config))
         curves = plots.plot_curves(list(records.values()), os.path.join(out, f"{name}_curves.png"),
                                    title=config.get("title") or "Validation accuracy")
-        return write_tables([table], out, name) + [curves]
-    return write_tables(transfer_tables(list(records.values()), config), out, name,
+        return tables.write_tables([table], out, name) + [curves]
+    return tables.write_tables(tables.transfer_tables(list(records.values()), config), out, name,
                         heading=config.get("title", ""))
 
 
@@ -413,7 +158,4 @@ def run(config, workdir: str) -> list[str]:
 
 
 def default_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.mode = "report"
-    c.run_dir = ""  # the run directory to report on; "" = --workdir itself
-    return c
+    return defaults.report()  # JAX-free, for configs/

@@ -15,48 +15,16 @@ tables (``lfe.experiments.report.transfer_tables``) in the layout the config nam
 
 from __future__ import annotations
 
-import itertools
 import os
 
 import ml_collections
 
-from lfe import executors
-from lfe.experiments import cells, report
-from lfe.training import fitness, losses, progressive
+from lfe.core import rundir
+from lfe.experiments import cells, defaults, tables
+from lfe.experiments.defaults import grid, setting  # noqa: F401 (API: settings of a config)
+from lfe.training import losses, progressive
 
-TRAIN_FN = "lfe.experiments.cells:train_task"
 AXES = ("architecture", "dataset", "augmentation")
-
-
-def setting(architecture: str, dataset: str, augmentation: str, protocol,
-            train_split: str = "train+val", eval_split: str = "test") -> ml_collections.ConfigDict:
-    """One column of a transfer table: ``protocol`` trained on ``dataset``."""
-    return ml_collections.ConfigDict({
-        "architecture": architecture, "dataset": dataset, "augmentation": augmentation,
-        "protocol": protocol, "train_split": train_split, "eval_split": eval_split})
-
-
-def _override(protocol: dict, overrides: dict) -> dict:
-    out = dict(protocol)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            value = _override(out[key], value)
-        out[key] = value
-    return out
-
-
-def grid(architectures: dict, datasets: list[str], augmentations: dict | None = None,
-         **split_kwargs) -> ml_collections.ConfigDict:
-    """Settings for every architecture × dataset × augmentation, keyed
-    ``<architecture>__<dataset>__<augmentation>``. ``architectures``: name -> protocol;
-    ``augmentations``: name -> protocol overrides (``{}`` keeps the architecture's own)."""
-    augmentations = augmentations if augmentations is not None else {"default": {}}
-    out = ml_collections.ConfigDict()
-    for (arch, protocol), dataset, (aug, overrides) in itertools.product(
-            architectures.items(), datasets, augmentations.items()):
-        proto = _override(cells.to_plain(protocol), cells.to_plain(overrides))
-        out[f"{arch}__{dataset}__{aug}"] = setting(arch, dataset, aug, proto, **split_kwargs)
-    return out
 
 
 def with_label_smoothing(protocol: dict, smoothing: float) -> dict:
@@ -77,7 +45,7 @@ def loss_entries(config) -> dict[str, tuple[dict, float]]:
     for name, spec, smoothing in named:
         if name in out:
             raise ValueError(f"two losses are named {name!r}; give each a distinct name")
-        out[name] = (fitness.loss_spec(losses.resolve(spec)), smoothing)
+        out[name] = (losses.to_spec(losses.resolve(spec)), smoothing)
     return out
 
 
@@ -93,7 +61,7 @@ def build_cells(config) -> list[cells.Cell]:
     out = []
     for seed in _seeds(config):
         for name, st in config.settings.items():
-            base = cells.to_plain(st.protocol)
+            base = rundir.to_plain(st.protocol)
             for index, (loss, (spec, smoothing)) in enumerate(entries.items()):
                 protocol = with_label_smoothing(base, smoothing) if smoothing else base
                 meta = {"loss": loss, "loss_index": index, "seed": seed, "setting": name,
@@ -101,54 +69,31 @@ def build_cells(config) -> list[cells.Cell]:
                         **{axis: st[axis] for axis in AXES}}
                 out.append(cells.Cell(
                     f"{cells.safe_name(name)}/{cells.safe_name(loss)}__seed{seed}", meta,
-                    config.get("train_fn") or TRAIN_FN,
                     (spec, protocol, st.dataset, config.get("data_dir", ""), seed,
                      st.get("train_split", "train"), st.get("eval_split", "val"))))
     return out
 
 
-def run(config, workdir: str) -> list[report.Table]:
+def run(config, workdir: str) -> list[tables.Table]:
+    defaults.check(config)
     todo = build_cells(config)
     os.makedirs(workdir, exist_ok=True)
     # a cell is its (setting, loss, seed): more seeds or losses only add cells, but a setting
     # or variant that changes under the same name would mix two experiments in one column
-    cells.claim_workdir(workdir, config, ("settings", "variants"))
+    rundir.claim(workdir, config, fixed=("settings", "variants"))
     done = cells.run_cells(todo, os.path.join(workdir, "cells"), config.executor,
                            config.get("workers") or None, ray_options=config.get("ray"),
                            label=f"transfer ({workdir})")
-    tables = report.transfer_tables(list(done.values()), cells.to_plain(config))
-    report.write_tables(tables, workdir, "results", heading=config.title)
-    for table in tables:
-        print(report.to_markdown(table))
+    result = tables.transfer_tables(list(done.values()), rundir.to_plain(config))
+    tables.write_tables(result, workdir, "results", heading=config.title)
+    for table in result:
+        print(tables.to_markdown(table))
     missing = len(todo) - len(done)
     if missing:
         raise ValueError(f"transfer: {missing} cells failed; rerun the same command to retry "
                          "them (finished cells are kept)")
-    return tables
+    return result
 
 
 def default_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.mode = "transfer"
-    c.title = "Transfer"
-    c.losses = "neuroloss1,neuroloss2,neuroloss3,cross_entropy"  # names or genome JSON paths
-    # key -> {"loss": spec, "label_smoothing": a, "name": display name (default: the key)}
-    c.variants = ml_collections.ConfigDict()
-    c.settings = ml_collections.ConfigDict()  # name -> transfer.setting(...)
-    c.seeds = 5
-    c.data_dir = ""
-    c.executor = "pool"
-    c.workers = 0
-    c.ray = executors.ray_config()  # used only with executor "ray"
-    c.train_fn = TRAIN_FN
-    # Report layout: "loss" tables (rows losses; sub-tables by `split` axes, columns by
-    # `columns` axes) or a "tau" table (Kendall's τ of each setting vs `reference`).
-    # `order`: labels in the order the paper prints them (others follow, numbers numerically).
-    c.layout = ml_collections.ConfigDict({"kind": "loss", "split": ("dataset",),
-                                          "columns": ("architecture",), "rows": (),
-                                          "order": ()})
-    c.metric = "final"  # "final": last evaluation's accuracy; "best": best over evaluations
-    c.p_values = ("greater", "two-sided")  # Welch vs cross-entropy per column; () for none
-    c.reference = ""  # the setting the "tau" layout ranks against
-    c.paper = ml_collections.ConfigDict()  # column title -> {loss: published value}
-    return c
+    return defaults.transfer()  # JAX-free, for configs/

@@ -243,6 +243,22 @@ def resolve(spec: str, *, allow_rejected: bool = False) -> LossDef:
     return from_genome(genome_lib.from_dict(data), name=stem, allow_rejected=allow_rejected)
 
 
+def to_spec(loss: LossDef) -> dict:
+    """A plain-data description of ``loss`` for another process (``from_spec`` inverts it):
+    a library loss by name, any other genome loss by its genome and sign."""
+    if loss.genome is not None and loss.name not in _REGISTRY:
+        return {"name": loss.name, "genome": genome_lib.to_dict(loss.genome), "sign": loss.sign}
+    return {"name": loss.name}
+
+
+def from_spec(spec: dict) -> LossDef:
+    """The loss a ``to_spec`` dict (or an evolution candidate's spec) describes."""
+    if "genome" in spec:
+        return from_genome(genome_lib.from_dict(spec["genome"]), spec.get("sign"),
+                           name=spec.get("name", "evolved"))
+    return get(spec["name"])
+
+
 def _dropin(name: str):
     loss = _REGISTRY[name]
 

@@ -7,7 +7,8 @@ Parameters, BatchNorm statistics and optimizer states carry a leading K axis and
 step is ``vmap``ped over them and over the genome codes (``lfe.training.compile.encode``), so the
 convolutions become batched/grouped convolutions. Each candidate's loss is the vmapped
 ``lax.switch`` evaluator ``compile.evaluate_one``: a batched switch feeds unselected ops
-stop-gradient inputs, so one genome's NaN cannot reach another's gradient (SPEC.md).
+stop-gradient inputs, so one genome's NaN cannot reach another's gradient (a NaN in an
+unselected branch of a ``jnp.where`` selection would still poison the gradient).
 
 Semantics are ``lfe.training.train.run``'s, per candidate: candidate k uses ``seeds[k]`` for its
 initialisation, its dropout/augmentation keys *and* its batch order (the training set lives on
@@ -19,8 +20,8 @@ candidate the batch order of ``seeds[0]`` instead (one gather per step, not K). 
 diverged) candidate's state is frozen, so it never feeds NaNs into the batched ops.
 The batch runs until every candidate has finished (finished slots still cost compute).
 
-``PopulationExecutor`` (executor name ``vmap``) batches up to K submitted
-``fitness.evaluate_task`` calls into ``evaluate_population`` (gate, then the stage protocol).
+The ``vmap`` executor (``lfe.executors.vmap``) batches up to K submitted candidate evaluations
+into ``evaluate_population`` (gate, then the stage protocol).
 Whether that is faster is backend-specific (bench/population.py): ``default_k`` is the measured
 choice — K=1 (sequential, no vmap) on XLA:CPU, where vmapped convolutions run slower.
 """
@@ -38,13 +39,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from lfe import executors
 from lfe.core.genome import Genome
 from lfe.training import compile as compile_lib
-from lfe.training import loop, progressive
+from lfe.training import fitness, loop, losses, progressive
 from lfe.training import train as train_lib
 from lfe.training.data import augment as augment_lib
 from lfe.training.data import pipeline
+from lfe.training.models import get_model
 from lfe.training.schedules import make_optimizer
 
 # Measured best K per JAX backend (bench/population.py, BENCHMARKS.md). 1 = sequential runs.
@@ -231,20 +232,17 @@ def run(
 
 # --------------------------------------------------------------------------- fitness of K at once
 
-def _train_population(protocol: Any, losses: list, dataset, seeds: list[int]):
+def _train_population(protocol: Any, loss_defs: list, dataset, seeds: list[int]):
     """``run`` for the candidates; protocols it does not take (several phases, pretrained
     weights) run one candidate after another through ``fitness.train_once``."""
-    from lfe.training import fitness
-    from lfe.training.models import get_model
-
     if len(progressive.from_protocol(protocol)) != 1 or protocol.get("init_from"):
         return [fitness.train_once(loss, protocol, dataset, seed)
-                for loss, seed in zip(losses, seeds, strict=True)]
+                for loss, seed in zip(loss_defs, seeds, strict=True)]
 
     model = get_model(protocol.model, num_classes=dataset.num_classes,
                       **dict(protocol.get("model_kwargs") or {}))
     validate = bool(protocol.get("validate", True))
-    return run(model, [loss.genome for loss in losses], [loss.sign for loss in losses], protocol,
+    return run(model, [d.genome for d in loss_defs], [d.sign for d in loss_defs], protocol,
                train_images=dataset.train_images, train_labels=dataset.train_labels,
                val_images=dataset.val_images if validate else None,
                val_labels=dataset.val_labels if validate else None, seeds=seeds)
@@ -252,112 +250,39 @@ def _train_population(protocol: Any, losses: list, dataset, seeds: list[int]):
 
 def evaluate_population(specs: Sequence[dict], config: dict, seeds: Sequence[int],
                         stage: str = "surrogate") -> list[dict]:
-    """``fitness.evaluate_task`` for K candidates at once: the gate as one population run, then
-    the ``stage`` protocol for those that passed; one ``FitnessRecord.to_dict()`` each, as the
-    sequential evaluation gives (up to float summation order). A loss without a genome (the
-    closed-form NeuroLoss1) is evaluated sequentially."""
-    from lfe.training import fitness
-
-    if stage not in ("surrogate", "initial"):
-        raise ValueError(f"unknown fitness stage {stage!r}; available: surrogate, initial")
+    """``lfe.worker.evaluate_candidate`` for K candidates at once: the gate as one population
+    run, then the ``stage`` protocol for those that passed; one ``FitnessRecord.to_dict()``
+    each, from the same record functions as the sequential evaluation (equal up to float
+    summation order). A loss without a genome (the closed-form NeuroLoss1) is evaluated
+    sequentially."""
+    fitness.check_stage(stage)
     cfg = ml_collections.ConfigDict(config)
     dataset = fitness.load_dataset(cfg.dataset, cfg.get("data_dir", ""))
-    losses = [fitness.resolve_spec(s) for s in specs]
+    loss_defs = [losses.from_spec(s) for s in specs]
     records: list[Any] = [None] * len(specs)
     todo = []
-    for i, loss in enumerate(losses):
+    for i, loss in enumerate(loss_defs):
         if loss.genome is None:
             records[i] = fitness.evaluate(loss, cfg, seed=seeds[i], stage=stage)
         else:
             todo.append(i)
     gates: dict[int, train_lib.TrainResult] = {}
     if cfg.gate_enabled and stage == "surrogate" and todo:
-        results = _train_population(cfg.gate, [losses[i] for i in todo], dataset,
+        results = _train_population(cfg.gate, [loss_defs[i] for i in todo], dataset,
                                     [seeds[i] for i in todo])
         passed = []
         for i, gate in zip(todo, results, strict=True):
-            gates[i], acc = gate, gate.best_train_accuracy
-            if gate.status == "diverged":
-                records[i] = fitness.FitnessRecord(None, "diverged", gate.steps_run,
-                                                   gate.wall_time_s, gate.curve, acc, acc,
-                                                   message=f"gate: {gate.message}")
-            elif acc < cfg.gate_min_train_accuracy:
-                records[i] = fitness.FitnessRecord(
-                    None, "gated", gate.steps_run, gate.wall_time_s, gate.curve, acc, acc,
-                    message=f"gate: best train accuracy {acc:.4f} < "
-                            f"{cfg.gate_min_train_accuracy}")
-            else:
+            gates[i] = gate
+            records[i] = fitness.gate_record(gate, cfg.gate_min_train_accuracy)
+            if records[i] is None:
                 passed.append(i)
         todo = passed
     if todo:
-        results = _train_population(cfg[stage], [losses[i] for i in todo], dataset,
+        results = _train_population(cfg[stage], [loss_defs[i] for i in todo], dataset,
                                     [seeds[i] for i in todo])
         for i, result in zip(todo, results, strict=True):
-            gate = gates.get(i)
-            records[i] = fitness.FitnessRecord(
-                None if result.status == "diverged" else result.best_val_accuracy, result.status,
-                (gate.steps_run if gate else 0) + result.steps_run,
-                (gate.wall_time_s if gate else 0.0) + result.wall_time_s, result.curve,
-                gate.best_train_accuracy if gate else None, result.best_train_accuracy,
-                result.best_val_accuracy, result.message)
+            records[i] = fitness.scored_record(result, gates.get(i))
     return [r.to_dict() for r in records]
 
 
-def _fitness_args(fn: Callable, args: tuple) -> tuple | None:
-    """``(spec, config, seed, stage)`` when the task is a ``fitness.evaluate_task`` call."""
-    from lfe.training import fitness
-
-    if fn is executors.call_target and args and args[0] == "lfe.training.fitness:evaluate_task":
-        args = args[1:]
-    elif fn is not fitness.evaluate_task:
-        return None
-    spec, config, seed, *rest = args
-    return spec, config, seed, (rest[0] if rest else "surrogate")
-
-
-class PopulationExecutor:
-    """Runs queued ``fitness.evaluate_task`` calls K at a time as one population (in this
-    process, on its default device); any other task runs alone, like ``inprocess``. Tasks are
-    grouped in submission order with the same fitness config and stage. ``k``: candidates per
-    population (0/None = ``default_k(mode)``); with K = 1 every task runs sequentially."""
-
-    def __init__(self, k: int | None = None, mode: str = "auto"):
-        self.capacity = default_k(mode, k=int(k or 0))
-        self._queue: list[tuple[str, Callable, tuple]] = []
-
-    @property
-    def pending(self) -> int:
-        return len(self._queue)
-
-    def submit(self, key: str, fn: Callable, *args) -> None:
-        self._queue.append((key, fn, args))
-
-    def wait_any(self) -> list[tuple[str, executors.Outcome]]:
-        if not self._queue:
-            return []
-        key, fn, args = self._queue.pop(0)
-        first = _fitness_args(fn, args)
-        if first is None or self.capacity == 1:
-            return [(key, executors.call(fn, args))]
-        group, rest, same = [(key, first)], [], json.dumps([first[1], first[3]], sort_keys=True)
-        for task in self._queue:
-            task_args = _fitness_args(task[1], task[2])
-            if (len(group) < self.capacity and task_args is not None
-                    and json.dumps([task_args[1], task_args[3]], sort_keys=True) == same):
-                group.append((task[0], task_args))
-            else:
-                rest.append(task)
-        self._queue = rest
-        outcome = executors.call(evaluate_population, (
-            [a[0] for _, a in group], first[1], [a[2] for _, a in group], first[3]))
-        if outcome.error is not None:
-            return [(k, outcome) for k, _ in group]
-        values = zip(group, outcome.value, strict=True)
-        return [(k, executors.Outcome(value=v)) for (k, _), v in values]
-
-    def close(self) -> None:
-        self._queue.clear()
-
-
-__all__ = ["MEASURED_K", "MODES", "PopulationExecutor", "default_k", "evaluate_population",
-           "genome_loss", "run"]
+__all__ = ["MEASURED_K", "MODES", "default_k", "evaluate_population", "genome_loss", "run"]

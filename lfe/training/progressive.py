@@ -5,7 +5,8 @@ A protocol (``ml_collections.ConfigDict``, see ``lfe.training.train.default_conf
 ``phases``: a list of plain dicts ``{"steps": int, "image_size": int, "dropout": float,
 "randaug_magnitude": float}`` (only ``steps`` is required; a missing key leaves that setting as
 the protocol has it). The run is the phases back to back: its length is the sum of the phases'
-steps (``steps`` must equal it), the schedule horizon ``total_steps`` stays the protocol's, and
+steps (``steps`` must equal it: ``lfe.core.protocol.check_steps``, which also holds the paper's
+phase tables, JAX-free), the schedule horizon ``total_steps`` stays the protocol's, and
 the ``TrainState`` (parameters, BatchNorm statistics, optimizer state and step) is carried from
 phase to phase. "Phases 1..k" of a protocol is ``first_phases(protocol, k)``.
 
@@ -25,17 +26,12 @@ from typing import Any
 
 import ml_collections
 
+from lfe.core.protocol import TABLE12, TABLE13, check_steps, paper_phases
 from lfe.training.data import augment as augment_lib
 
 SIZE_OPS = ("random_square_crop", "resize")
 MAGNITUDE_OPS = ("randaugment",)
 PHASE_KEYS = ("steps", "image_size", "dropout", "randaug_magnitude")
-
-# App. D: (image size, dropout, RandAugment magnitude) per phase.
-TABLE12 = {"image_size": (128, 160, 192, 224), "dropout": (0.10, 0.20, 0.30, 0.40),
-           "randaug_magnitude": (5.0, 8.0, 12.0, 15.0)}  # CIFAR-10/100 (adapted)
-TABLE13 = {"image_size": (128, 186, 244, 300), "dropout": (0.10, 0.17, 0.24, 0.30),
-           "randaug_magnitude": (5.0, 8.0, 12.0, 15.0)}  # Cars196, Flowers102, Caltech101
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,13 +47,6 @@ class Phase:
     def settings(self) -> tuple[int | None, float | None, float | None]:
         """What the compiled step depends on: phases with equal settings share one compile."""
         return (self.image_size, self.dropout, self.randaug_magnitude)
-
-
-def paper_phases(table: Mapping[str, Sequence[Any]], steps_per_phase: int) -> list[dict]:
-    """Plain-data phases from a table such as `TABLE12`, each `steps_per_phase` long."""
-    count = len(table["image_size"])
-    return [{"steps": int(steps_per_phase), **{k: v[i] for k, v in table.items()}}
-            for i in range(count)]
 
 
 def parse(phases: Sequence[Mapping[str, Any]]) -> tuple[Phase, ...]:
@@ -86,10 +75,7 @@ def from_protocol(protocol: Any) -> tuple[Phase, ...]:
     if not phases:
         return (Phase(steps=int(protocol["steps"])),)
     parsed = parse(phases)
-    total = sum(p.steps for p in parsed)
-    if int(protocol.get("steps", total)) != total:
-        raise ValueError(f"steps = {protocol['steps']} but the phases sum to {total} steps; "
-                         "set steps to the sum (progressive.first_phases does)")
+    check_steps(protocol)
     return parsed
 
 

@@ -17,10 +17,11 @@ anywhere (notebooks, experiments). Tests register throwaway models for a block o
 from __future__ import annotations
 
 import contextlib
-import importlib
 from collections.abc import Callable, Iterator
 
 import flax.linen as nn
+
+from lfe.core import registry
 
 ModelCtor = Callable[..., nn.Module]
 
@@ -66,15 +67,8 @@ def available() -> tuple[str, ...]:
     return tuple(sorted(_REGISTRY))
 
 
-def _resolve(target: ModelCtor | str) -> ModelCtor:
-    if not isinstance(target, str):
-        return target
-    module_name, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module_name), attr)
-
-
 def get_model(name: str, *, num_classes: int, **kwargs) -> nn.Module:
     """Builds the registered model `name` with `num_classes` outputs and extra module fields."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(available())}")
-    return _resolve(_REGISTRY[name])(num_classes=num_classes, **kwargs)
+    return registry.resolve(_REGISTRY[name], "model")(num_classes=num_classes, **kwargs)

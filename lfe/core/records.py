@@ -1,0 +1,90 @@
+"""What an evaluation tells the search: one status vocabulary and the fitness record.
+
+A record is plain data in ``events.jsonl`` and ``state.json`` (``FitnessRecord.to_dict()``), so
+its JSON is the contract between workers, the controller and run directories of older versions.
+
+Statuses: ``ok`` (trained to the end), ``stopped_early`` (a stop rule ended the run; its best
+validation accuracy so far is still its fitness, paper §3.7), and the failed children, which
+never enter the population and have no fitness: ``gated`` (below the gate's training accuracy),
+``diverged`` (a non-finite loss), ``timed_out`` (the executor cancelled it at its time limit).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from typing import Any
+
+
+class Status(enum.StrEnum):
+    """How an evaluation ended; a ``str`` so records stay plain JSON (``"ok"``)."""
+
+    OK = "ok"
+    STOPPED_EARLY = "stopped_early"
+    GATED = "gated"
+    DIVERGED = "diverged"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def failed(self) -> bool:
+        return self in FAILED
+
+
+FAILED = frozenset({Status.GATED, Status.DIVERGED, Status.TIMED_OUT})
+STATUSES = tuple(s.value for s in Status)
+
+
+@dataclasses.dataclass(frozen=True)
+class FitnessRecord:
+    """One finished evaluation. ``fitness`` is None for failed children (and a non-finite
+    fitness is stored as None: it is the worst value and can never become best)."""
+
+    fitness: float | None
+    status: Status
+    steps: int  # training steps run, gate included
+    wall_time_s: float
+    curve: tuple = ()  # the scored run's (step, train_acc, val_acc, loss) rows
+    gate_train_accuracy: float | None = None
+    best_train_accuracy: float = 0.0
+    best_val_accuracy: float = 0.0  # also kept for diverged runs, for inspection
+    message: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "status", Status(self.status))
+
+    @property
+    def failed(self) -> bool:
+        return self.status.failed or self.fitness is None
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["status"] = self.status.value
+        d["curve"] = [list(row) for row in self.curve]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FitnessRecord:
+        """A record from its JSON; raises ValueError naming what is wrong."""
+        if not isinstance(d, dict) or d.get("status") not in STATUSES:
+            raise ValueError(f"a fitness record needs a status in {STATUSES}, got {d!r:.200}")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        known = {k: v for k, v in d.items() if k in fields}
+        fit = known.get("fitness")
+        if fit is not None and not (isinstance(fit, int | float) and math.isfinite(fit)):
+            known["fitness"] = None
+        known.setdefault("steps", 0)
+        known.setdefault("wall_time_s", 0.0)
+        known["curve"] = tuple(tuple(row) for row in known.get("curve", ()))
+        return cls(**known)
+
+
+def timed_out(message: str) -> FitnessRecord:
+    """The record of an evaluation the executor cancelled at its timeout (a failed child)."""
+    return FitnessRecord(None, Status.TIMED_OUT, 0, 0.0, message=message)
+
+
+def is_failed(record: dict[str, Any]) -> bool:
+    """A record (as JSON) of a failed child, or without a finite fitness: never in the
+    population, never best."""
+    return record["status"] in {s.value for s in FAILED} or record.get("fitness") is None
