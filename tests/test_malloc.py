@@ -33,8 +33,8 @@ def _run(code: str, *args: str, **extra) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
-REEXEC = ("import os, sys; print('start', flush=True); from lfe import malloc; malloc.reexec(); "
-          "print(os.environ.get('GLIBC_TUNABLES', '')); print(sys.argv[1:])")
+REEXEC = ("import os, sys; print('start', flush=True); from lfe.core import malloc; "
+          "malloc.reexec(); print(os.environ.get('GLIBC_TUNABLES', '')); print(sys.argv[1:])")
 
 
 @needs_glibc
