@@ -18,7 +18,7 @@ from lfe.core import protocol as protocol_lib
 from lfe.experiments import compare, defaults, eliminate, evolve, pipeline, transfer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUNNER = {"executor", "workers", "ray", "data_dir"}
+RUNNER = {"executor", "workers", "ray", "max_task_retries", "data_dir"}
 
 
 def test_every_training_mode_has_one_runner_block():
@@ -77,6 +77,7 @@ def test_the_committed_cpu_evolution_run_resumes(tmp_path):
 
 BAD = [("executor", "nope", "unknown executor 'nope'; available: inprocess, pool"),
        ("workers", -1, "config.workers must be an integer >= 0, got -1"),
+       ("max_task_retries", -1, "config.max_task_retries must be an integer >= 0, got -1"),
        ("ray.num_gpus", -0.5, "config.ray.num_gpus must be a number >= 0, got -0.5"),
        ("ray.max_retries", -1, "config.ray.max_retries must be an integer >= 0, got -1"),
        ("ray.timeout_s", -1.0, "config.ray.timeout_s must be a number >= 0, got -1.0"),

@@ -23,7 +23,7 @@ import numpy as np
 from lfe.core import equation as equation_lib
 from lfe.core import genome as genome_lib
 from lfe.core import integrity, records
-from lfe.core.state import Candidate, Evaluated, LogRow, Member, Retry, State
+from lfe.core.state import Attempt, Candidate, Evaluated, LogRow, Member, Retry, State
 
 
 @dataclasses.dataclass(frozen=True)
@@ -298,6 +298,24 @@ def tell(params: Params, state: State, candidate_id: int, record: dict) -> State
     return state
 
 
+def record_attempt(state: State, candidate_id: int, error: str, lost: bool) -> State:
+    """Records a failed attempt at evaluating an in-flight candidate (it stays in flight: the
+    caller submits it again, or tells it failed, as ``lfe.core.retry`` decides from
+    ``attempts_of``); returns the new state."""
+    if not any(c.id == candidate_id for c in state.in_flight):
+        raise ValueError(f"candidate {candidate_id} is not in flight; only an in-flight "
+                         "candidate has attempts")
+    state = state.copy()
+    state.attempts.append(Attempt(candidate_id, str(error), bool(lost)))
+    return state
+
+
+def attempts_of(state: State, candidate_id: int) -> list[bool]:
+    """The failed attempts at candidate ``candidate_id``, in order (``True``: its worker was
+    lost), as ``lfe.core.retry`` reads them."""
+    return [a.lost for a in state.attempts if a.id == candidate_id]
+
+
 # --------------------------------------------------------------------------- queries
 
 def rebuild_archive(state: State, chunk: int = 256) -> integrity.Archive:
@@ -356,7 +374,9 @@ def count_above(state: State, threshold: float) -> dict[str, int]:
 
 
 def summary(state: State) -> dict:
-    """Counts of the run so far and the population's fitness statistics."""
+    """Counts of the run so far and the population's fitness statistics. ``failed_attempts``:
+    evaluations that raised or crashed (``error``) or whose worker was lost (``lost``), each
+    followed by another attempt or, once ``lfe.core.retry`` gave up, an ``error`` child."""
     ev = state.evaluated
     children = [e for e in ev if e.stage == "surrogate"]
     failed = collections.Counter(failure(e.record) for e in children if is_failed(e.record))
@@ -372,6 +392,8 @@ def summary(state: State) -> dict:
             "failed_initial": dict(sorted(failed_initial.items())),
             "skipped_iterations": {"mutation": outcomes["skipped_mutation"],
                                    "failed_children": outcomes["skipped_failed_children"]},
+            "failed_attempts": {"error": sum(not a.lost for a in state.attempts),  # retried
+                                "lost": sum(a.lost for a in state.attempts)},  # or gave up
             "in_flight": len(state.in_flight), "population": len(state.population),
             **population_stats(state.population),
             "best_evaluated": max(fitted) if fitted else None}

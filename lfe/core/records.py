@@ -6,7 +6,9 @@ its JSON is the contract between workers, the controller and run directories of 
 Statuses: ``ok`` (trained to the end), ``stopped_early`` (a stop rule ended the run; its best
 validation accuracy so far is still its fitness, paper §3.7), and the failed children, which
 never enter the population and have no fitness: ``gated`` (below the gate's training accuracy),
-``diverged`` (a non-finite loss), ``timed_out`` (the executor cancelled it at its time limit).
+``diverged`` (a non-finite loss), ``timed_out`` (the executor cancelled it at its time limit),
+``error`` (it raised, or its worker kept dying, on every attempt the failure policy allows:
+``lfe.core.retry``; the message holds the last error).
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ class Status(enum.StrEnum):
     GATED = "gated"
     DIVERGED = "diverged"
     TIMED_OUT = "timed_out"
+    ERROR = "error"
 
     @property
     def failed(self) -> bool:
         return self in FAILED
 
 
-FAILED = frozenset({Status.GATED, Status.DIVERGED, Status.TIMED_OUT})
+FAILED = frozenset({Status.GATED, Status.DIVERGED, Status.TIMED_OUT, Status.ERROR})
 STATUSES = tuple(s.value for s in Status)
 
 
@@ -82,6 +85,11 @@ class FitnessRecord:
 def timed_out(message: str) -> FitnessRecord:
     """The record of an evaluation the executor cancelled at its timeout (a failed child)."""
     return FitnessRecord(None, Status.TIMED_OUT, 0, 0.0, message=message)
+
+
+def errored(message: str) -> FitnessRecord:
+    """The record of an evaluation that failed on every attempt it was given (a failed child)."""
+    return FitnessRecord(None, Status.ERROR, 0, 0.0, message=message)
 
 
 def is_failed(record: dict[str, Any]) -> bool:

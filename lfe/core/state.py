@@ -1,7 +1,7 @@
 """The evolution controller's state, as typed plain data (``lfe.core.evolution`` runs on it).
 
 Everything the controller knows is here, so a checkpoint is ``state.to_dict()`` (plain JSON,
-the layout below, unchanged since the first run directories) and a resume is
+the layout below: the first run directories' plus the optional ``attempts``) and a resume is
 ``State.from_dict``: a resumed run continues exactly as if it was never interrupted.
 
     format, seed, rng            PCG64 ``bit_generator.state`` (the only randomness)
@@ -16,6 +16,10 @@ the layout below, unchanged since the first run directories) and a resume is
     iterations_started, iterations_done
     log                          one row per completed iteration (row 0: the initial population):
                                  {iteration, id, outcome, child, removed, best, mean, median}
+    attempts                     failed attempts at evaluating candidates, in order: {id, error,
+                                 lost} (``lfe.core.retry``); written only once a task has failed,
+                                 so states without any keep the first runs' layout and those
+                                 runs (which have none) load as they are
 
 A candidate is ``{id, genome (genome.to_dict), sign, equation, stage ("initial" | "surrogate"),
 iteration (None for initial), parent (None for initial), failed_children (failed children of its
@@ -90,6 +94,16 @@ class Retry:
 
 
 @dataclasses.dataclass(frozen=True)
+class Attempt:
+    """A failed attempt at evaluating candidate ``id``: its error, and whether its worker or host
+    was lost (not charged to it). ``lfe.core.retry`` decides from these whether it runs again."""
+
+    id: int
+    error: str
+    lost: bool
+
+
+@dataclasses.dataclass(frozen=True)
 class LogRow:
     """One completed iteration (iteration 0: the initial population) and the population's
     best / mean / median fitness after it (Figure 4)."""
@@ -121,6 +135,7 @@ class State:
     iterations_started: int = 0
     iterations_done: int = 0
     log: list[LogRow] = dataclasses.field(default_factory=list)
+    attempts: list[Attempt] = dataclasses.field(default_factory=list)
 
     def copy(self) -> State:
         """A copy safe to change: entries are frozen, so copying the lists is enough."""
@@ -137,6 +152,8 @@ class State:
         d = {"format": FORMAT}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if f.name in _OPTIONAL and not value:
+                continue
             d[f.name] = ([dataclasses.asdict(v) for v in value] if f.name in _LISTS
                          else value)
         return d
@@ -148,12 +165,13 @@ class State:
             found = d.get("format") if isinstance(d, dict) else type(d).__name__
             raise ValueError(f"not an evolution state (format {found!r}, expected {FORMAT!r})")
         scalars = [f.name for f in dataclasses.fields(cls) if f.name not in _LISTS]
-        missing = [n for n in scalars + list(_LISTS) if n not in d]
+        missing = [n for n in scalars + list(_LISTS) if n not in d and n not in _OPTIONAL]
         if missing:
             raise ValueError(f"bad evolution state: it lacks {', '.join(missing)}")
         return cls(**{n: d[n] for n in scalars},
-                   **{n: [_from(t, v) for v in d[n]] for n, t in _LISTS.items()})
+                   **{n: [_from(t, v) for v in d.get(n, ())] for n, t in _LISTS.items()})
 
 
 _LISTS = {"initial_queue": Candidate, "in_flight": Candidate, "retries": Retry,
-          "evaluated": Evaluated, "population": Member, "log": LogRow}
+          "evaluated": Evaluated, "population": Member, "log": LogRow, "attempts": Attempt}
+_OPTIONAL = frozenset({"attempts"})  # newer than the first runs: absent there, and when empty

@@ -7,7 +7,7 @@ imports JAX (tested).
 
 from __future__ import annotations
 
-from lfe.core import registry
+from lfe.core import registry, retry
 from lfe.executors.base import InProcessExecutor, Outcome, call, ray_config  # noqa: F401 (API)
 from lfe.executors.pool import single_thread_flags  # noqa: F401 (API)
 
@@ -41,12 +41,15 @@ def make(name: str, workers: int | None = None, ray_options=None):
 
 def runner(config, *, seeds: int | None = None, seed: int | None = None):
     """Adds the runner block to a mode's ``config`` — where and how its work runs — and returns
-    it: ``executor``, ``workers``, ``ray`` (``ray_config()``), ``data_dir`` and, for grid modes,
+    it: ``executor``, ``workers``, ``ray`` (``ray_config()``), ``max_task_retries``
+    (``lfe.core.retry``), ``data_dir`` and, for grid modes,
     ``seeds`` (an int n: seeds 0..n-1, or a list) or, for evolution, ``seed``.
     ``check_runner`` validates it."""
     config.executor = "pool"  # "inprocess" (deterministic) | "pool" | "ray" | "vmap"
     config.workers = 0  # tasks at once; 0 = one per core (pool) / what the cluster fits (ray)
     config.ray = ray_config()  # address, resources, retries, timeout per task (executor "ray")
+    config.max_task_retries = retry.DEFAULT_MAX_RETRIES  # re-runs of a task that raised or
+    # crashed before it is recorded as failed; a lost worker or host is free (lfe.core.retry)
     config.data_dir = ""  # "" = $LFE_DATA_DIR, else tensorflow-datasets
     if seeds is not None:
         config.seeds = seeds
@@ -64,12 +67,14 @@ def _check(value, key: str, low: int, integer: bool = True) -> None:
 
 def check_runner(config) -> None:
     """Refuses a bad runner block (``runner``) with one line naming the key, before any work:
-    an unknown executor, negative workers or Ray resources, fewer than one seed. Fields the
-    config lacks are not checked."""
+    an unknown executor, negative workers, task retries or Ray resources, fewer than one
+    seed. Fields the config lacks are not checked."""
     if "executor" in config:
         check_name(config.executor)
     if "workers" in config:
         _check(config.workers, "workers", 0)
+    if "max_task_retries" in config:
+        _check(config.max_task_retries, "max_task_retries", 0)
     for key, value in (config.get("ray") or {}).items():
         if key in ("num_cpus", "num_gpus", "max_retries", "timeout_s"):
             _check(value, f"ray.{key}", 0, integer=key == "max_retries")

@@ -15,8 +15,12 @@ candidates per hour than one two-core process (BENCHMARKS.md). ``ray`` runs each
 task on a cluster (``lfe.executors.ray_executor``; Ray is an optional extra, imported only when
 that executor is made). ``vmap`` trains K queued candidates at once (``lfe.executors.vmap``).
 ``make(name, workers, ray_options)`` builds one by name. A task that raises is returned as an
-Outcome with ``error`` set; the executor keeps running. A task that ran past its timeout is
-returned with ``timed_out`` set as well.
+Outcome with ``error`` set; the executor keeps running. A task whose worker dies is returned
+with ``error`` = ``worker failed: ...`` and, when the worker or its host was lost through no
+fault of the task (a node's death, a kill from outside), ``lost`` (``lfe.core.retry``: such an
+attempt is not charged to the task); the other tasks go on. A task that ran past its timeout is
+returned with ``timed_out`` set as well. Executors never retry a task themselves (Ray re-runs
+one whose worker died, ``ray.max_retries`` times, before reporting it); the controller does.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class Outcome:
     value: Any = None
     error: str | None = None  # one-line description of the exception, if the task raised
     timed_out: bool = False  # the task ran past the executor's timeout and was cancelled
+    lost: bool = False  # its worker or host was lost, not by the task's doing (not charged)
 
 
 def call(target: str, args: tuple) -> Outcome:

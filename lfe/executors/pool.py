@@ -6,20 +6,42 @@ evaluate more candidates per hour than one process using both (BENCHMARKS.md §3
 with ``lfe.core.malloc``'s glibc settings (faster XLA:CPU steps), which glibc reads only at
 process start: the pool puts them into this process's environment while it lives (workers are
 spawned on demand) and restores the environment when it is closed.
+
+Each worker runs one task at a time over its own pipe, so the pool always knows which task a
+worker runs. When a worker dies (killed, out of memory, a crash in native code) only its task is
+reported, as ``worker failed: ...`` (``lost`` when a signal from outside killed it:
+``death``), and a new worker pinned to the same core takes its place; the other workers and
+their tasks go on untouched (``concurrent.futures``' pool, by contrast, breaks and fails every
+pending task when one worker dies). ``close`` stops idle workers and kills busy ones.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
+import atexit
+import collections
 import multiprocessing as mp
+import multiprocessing.connection as mp_connection
 import os
+import queue
+import signal
+import threading
+import time
 
 from lfe.core import malloc
 from lfe.executors.base import Outcome, call
 
+# Signals a process raises on itself when it faults: its task's doing (charged, lfe.core.retry).
+# Any other signal (SIGKILL, SIGTERM, SIGINT, SIGHUP, ...) came from outside: the worker is lost.
+FAULT_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL,
+                           signal.SIGABRT, signal.SIGSYS, signal.SIGTRAP})
+
 
 def _init_worker(cores: mp.Queue, threads: int) -> None:
-    """Pins this worker to a core (when there is one left) before anything imports JAX."""
+    """Pins this worker to a core (when there is one left) before anything imports JAX; makes
+    it end with its controller (``exit_with_parent``) and leave Ctrl-C to the controller (which
+    stops busy workers itself when it stops: ``lfe.core.stop``)."""
+    exit_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         core = cores.get_nowait()
     except Exception:  # noqa: BLE001 - a replacement worker finds the queue empty: no pinning
@@ -32,12 +54,99 @@ def _init_worker(cores: mp.Queue, threads: int) -> None:
         os.environ["XLA_FLAGS"] = single_thread_flags(flags)
 
 
+def exit_with_parent(period_s: float = 0.5) -> None:
+    """Ends this spawned process (``os._exit``) within ``period_s`` of its parent's death, however
+    the parent died (``kill -9`` included), so no worker trains on for a controller that is
+    gone: a daemon thread polls ``os.getppid()`` against the parent's pid (an orphan is
+    re-parented). Not ``prctl(PR_SET_PDEATHSIG)``: that fires when the parent *thread* that
+    started the process ends, which need not be the controller's end."""
+    parent = mp.parent_process()
+    pid = parent.pid if parent is not None else os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == pid:
+            time.sleep(period_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="lfe-exit-with-parent", daemon=True).start()
+
+
 def single_thread_flags(flags: str) -> str:
     """``XLA_FLAGS`` for a worker that owns one core (on CPU, one single-threaded process per
     core evaluates more candidates per hour than one process using every core)."""
     if "--xla_cpu_multi_thread_eigen" in flags:
         return flags
     return (flags + " --xla_cpu_multi_thread_eigen=false").strip()
+
+
+def death(exitcode: int | None) -> Outcome:
+    """The outcome of a task whose worker process ended with ``exitcode`` (``multiprocessing``'s:
+    negative for a signal): lost when a signal from outside killed it, charged otherwise."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            sig = signal.Signals(-exitcode)
+        except ValueError:
+            return Outcome(error=f"worker failed: killed by signal {-exitcode}", lost=True)
+        return Outcome(error=f"worker failed: killed by {sig.name}",
+                       lost=sig not in FAULT_SIGNALS)
+    return Outcome(error=f"worker failed: its process exited with status {exitcode}")
+
+
+def _serve(conn, core: int | None, threads: int) -> None:
+    """A worker's life: set up on ``core`` (None: not pinned) by ``_init_worker``, then run the
+    tasks it is sent, one at a time, until told to stop (``None``) or the controller is gone."""
+    cores = queue.Queue()  # _init_worker takes its core from a queue: this worker's own
+    if core is not None:
+        cores.put(core)
+    _init_worker(cores, threads)
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):  # the controller is gone
+            return
+        if task is None:
+            return
+        try:
+            outcome = call(*task)
+        except KeyboardInterrupt:  # Ctrl-C reached the worker too: die of it (a loss, not the
+            signal.signal(signal.SIGINT, signal.SIG_DFL)  # task's fault), not of an exit status
+            os.kill(os.getpid(), signal.SIGINT)
+            raise
+        try:
+            conn.send(outcome)
+        except (EOFError, OSError):
+            return
+        except Exception as e:  # noqa: BLE001 - a value that cannot be pickled is the task's error
+            conn.send(Outcome(error=f"result not sendable: {type(e).__name__}: {e}"))
+
+
+class _Worker:
+    """One worker process, its end of the pipe, its core (None: not pinned) and its task."""
+
+    def __init__(self, ctx, core: int | None, threads: int):
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_serve, args=(child, core, threads),
+                                   name=f"lfe-pool-worker-{core}")
+        self.process.start()
+        child.close()
+        self.core = core
+        self.task: str | None = None  # key of the task it runs
+
+    def stop(self, kill: bool) -> None:
+        """Ends the process: asks an idle one to stop, terminates a busy one (or any, ``kill``)."""
+        if self.process.is_alive():
+            if self.task is None and not kill:
+                try:
+                    self.conn.send(None)
+                except OSError:
+                    pass
+            else:
+                self.process.terminate()
+            self.process.join(10)
+            if self.process.is_alive():
+                self.process.kill()
+        self.process.join()
+        self.conn.close()
 
 
 class ProcessPoolExecutor:
@@ -50,38 +159,83 @@ class ProcessPoolExecutor:
         self._saved_env = {k: os.environ.get(k) for k in malloc.env(os.environ)
                            if os.environ.get(k) != malloc.env(os.environ)[k]}
         os.environ.update(malloc.env(os.environ))  # until close(): workers spawn on demand
-        ctx = mp.get_context("spawn")
-        cores = ctx.Queue()
-        if pin and self.capacity <= len(available):
-            for core in available[: self.capacity]:
-                cores.put(core)
-        threads = max(1, len(available) // self.capacity)
-        self._pool = cf.ProcessPoolExecutor(self.capacity, mp_context=ctx,
-                                            initializer=_init_worker, initargs=(cores, threads))
-        self._futures: dict[cf.Future, str] = {}
+        self._ctx = mp.get_context("spawn")
+        pinned = pin and self.capacity <= len(available)
+        self._cores = list(available[: self.capacity]) if pinned else [None] * self.capacity
+        self._threads = max(1, len(available) // self.capacity)
+        self._queue: collections.deque = collections.deque()  # (key, target, args) not started
+        self._workers: list[_Worker] = []
+        self._closed = False
+        atexit.register(self.close)  # never leave workers behind, even when not closed
 
     @property
     def pending(self) -> int:
-        return len(self._futures)
+        return len(self._queue) + sum(w.task is not None for w in self._workers)
 
     def submit(self, key: str, target: str, *args) -> None:
-        self._futures[self._pool.submit(call, target, args)] = key
+        self._queue.append((key, target, args))
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Hands queued tasks to idle workers, starting workers up to ``capacity``."""
+        while self._queue:
+            idle = next((w for w in self._workers if w.task is None), None)
+            if idle is None:
+                if len(self._workers) >= self.capacity:
+                    return
+                idle = _Worker(self._ctx, self._cores.pop(0), self._threads)
+                self._workers.append(idle)
+            key, target, args = self._queue[0]
+            try:
+                idle.conn.send((target, args))
+            except OSError:  # it died while idle: replace it, the task waits for the next
+                self._replace(idle)
+                continue
+            self._queue.popleft()
+            idle.task = key
+
+    def _replace(self, dead: _Worker) -> None:
+        dead.stop(kill=True)
+        self._workers.remove(dead)
+        self._cores.append(dead.core)  # its replacement is pinned to the same core
 
     def wait_any(self) -> list[tuple[str, Outcome]]:
-        if not self._futures:
+        """At least one finished task (its value or error; a dead worker's task as ``worker
+        failed``), sorted by key; [] when nothing is pending."""
+        self._dispatch()
+        busy = [w for w in self._workers if w.task is not None]
+        if not busy:
             return []
-        done, _ = cf.wait(list(self._futures), return_when=cf.FIRST_COMPLETED)
-        finished = []
-        for future in done:
-            key = self._futures.pop(future)
-            try:
-                finished.append((key, future.result()))
-            except Exception as e:  # noqa: BLE001 - a worker died (killed, out of memory)
-                finished.append((key, Outcome(error=f"worker failed: {type(e).__name__}: {e}")))
+        ready = set(mp_connection.wait([w.conn for w in busy] +
+                                       [w.process.sentinel for w in busy]))
+        finished = [self._collect(w) for w in busy
+                    if w.conn in ready or w.process.sentinel in ready]
+        self._dispatch()
         return sorted(finished, key=lambda kv: kv[0])
 
+    def _collect(self, w: _Worker) -> tuple[str, Outcome]:
+        """The result of ``w``'s task, or its death (then ``w`` is replaced)."""
+        key, w.task = w.task, None
+        try:
+            if w.conn.poll():
+                return key, w.conn.recv()
+        except (EOFError, OSError):
+            pass
+        w.process.join()
+        self._replace(w)
+        return key, death(w.process.exitcode)
+
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Stops idle workers, kills busy ones (their results would be dropped) and drops the
+        queue; restores the environment. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.close)
+        self._queue.clear()
+        for w in self._workers:
+            w.stop(kill=False)
+        self._workers.clear()
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -14,7 +14,9 @@ fraction of a GPU run with ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` so they do no
 75% of its memory.
 
 A task whose worker process or host dies is re-run by Ray up to ``max_retries`` times (an
-exception inside the task is not a worker failure: it comes back as an Outcome with ``error``).
+exception inside the task is not a worker failure: it comes back as an Outcome with ``error``);
+after that it comes back as ``worker failed: ...``, ``lost`` when its node died
+(``worker_failure``).
 A task still unfinished ``timeout_s`` after its submission is cancelled (its worker is killed)
 and comes back with ``timed_out``. The controller holds all state; a task only ever returns a
 value, so a result reaches the controller once or not at all.
@@ -53,6 +55,19 @@ def task_capacity(resources: dict, num_cpus: float, num_gpus: float) -> int:
     if num_gpus > 0:
         fits.append(resources.get("GPU", 0.0) / num_gpus)
     return max(1, math.floor(min(fits) + 1e-9)) if fits else 1
+
+
+def worker_failure(e: Exception) -> Outcome:
+    """The outcome of a task Ray gave up on (after ``max_retries`` re-runs): ``lost`` when its
+    node died or its result was lost with a node (preemption: not charged, ``lfe.core.retry``);
+    a crashed or out-of-memory worker, or any other Ray error, is charged to the task."""
+    import ray
+
+    lines = str(e).strip().splitlines()
+    lost = isinstance(e, (ray.exceptions.NodeDiedError, ray.exceptions.LocalRayletDiedError,
+                          ray.exceptions.ObjectLostError))
+    return Outcome(error=f"worker failed: {type(e).__name__}: {lines[0] if lines else ''}".strip(),
+                   lost=lost)
 
 
 class RayExecutor:
@@ -115,9 +130,7 @@ class RayExecutor:
         try:
             return key, self._ray.get(ref)
         except self._ray.exceptions.RayError as e:  # retries used up: worker/host lost, OOM
-            lines = str(e).strip().splitlines()
-            return key, Outcome(error=f"worker failed: {type(e).__name__}: "
-                                      f"{lines[0] if lines else ''}".strip())
+            return key, worker_failure(e)
 
     def _expired(self) -> list[tuple[str, Outcome]]:
         now, out = time.monotonic(), []

@@ -4,8 +4,11 @@ A *cell* is one independent training run (a loss, a protocol, a dataset, a seed)
 written atomically to ``<directory>/<key>.json`` the moment it finishes — keys may contain ``/``
 (``stage2/cand17__seed0``) — so a grid interrupted at any point (even by SIGKILL) resumes where
 it stopped: a cell whose file exists is never trained again. Cells fan out over an executor
-(``lfe.executors.make``) running the worker task ``train_cell`` (``lfe.worker``); a cell that
-raises is reported and left for the next run to retry.
+(``lfe.executors.make``) running the worker task ``train_cell`` (``lfe.worker``). A cell that
+raises or loses its worker runs again as ``lfe.core.retry`` allows (``max_retries``), then is
+recorded as failed in ``<directory>/<key>.failed.json`` (its meta, ``status: "error"``, the
+error, the attempts): ``read_cells`` never returns it, the grid goes on, the mode ends with one
+line (``check_complete``) and a rerun trains it again (a success removes the failed file).
 
     cells = [Cell("cross_entropy__seed0", {"loss": "cross_entropy", "seed": 0, ...},
                   (spec, protocol, "cifar10", data_dir, 0))]
@@ -23,8 +26,10 @@ from typing import Any
 
 from lfe import executors, worker
 from lfe.core import fileio
+from lfe.core import retry as retry_policy
 
 SAFE = re.compile(r"[^A-Za-z0-9_.+=-]+")
+FAILED = ".failed.json"  # suffix of a failed cell's record
 
 
 def safe_name(name: str) -> str:
@@ -45,16 +50,19 @@ class Cell:
     args: tuple
 
 
-def read_cells(directory: str) -> dict[str, dict]:
-    """Every finished cell under ``directory`` (recursively), keyed like ``Cell.key``."""
+def read_cells(directory: str, failed: bool = False) -> dict[str, dict]:
+    """Every finished cell under ``directory`` (recursively), keyed like ``Cell.key``; with
+    ``failed``, the records of the cells that failed instead (``<key>.failed.json``)."""
     found = {}
     for root, dirs, files in os.walk(directory):
         dirs.sort()
         for name in sorted(files):
-            if not name.endswith(".json") or name.startswith("."):
+            if (not name.endswith(".json") or name.startswith(".")
+                    or name.endswith(FAILED) != failed):
                 continue
             path = os.path.join(root, name)
-            key = os.path.relpath(path, directory)[:-5].replace(os.sep, "/")
+            suffix = len(FAILED if failed else ".json")
+            key = os.path.relpath(path, directory)[:-suffix].replace(os.sep, "/")
             try:
                 found[key] = fileio.read_json(path)
             except ValueError:
@@ -65,10 +73,12 @@ def read_cells(directory: str) -> dict[str, dict]:
 
 def run_cells(cells: list[Cell], directory: str, executor: str = "inprocess",
               workers: int | None = None, label: str = "cells",
-              ray_options: Any = None) -> dict[str, dict]:
+              ray_options: Any = None, max_retries: int | None = None) -> dict[str, dict]:
     """Trains the cells without a record in ``directory``; returns key -> record of all cells
     that have one (a failed cell is missing from the result). ``ray_options``: a config's
-    ``ray`` block (``executors.ray_config()``), used when ``executor`` is ``"ray"``."""
+    ``ray`` block (``executors.ray_config()``), used when ``executor`` is ``"ray"``;
+    ``max_retries``: a config's ``max_task_retries`` (None: ``lfe.core.retry``'s default)."""
+    limit = retry_policy.DEFAULT_MAX_RETRIES if max_retries is None else int(max_retries)
     done = read_cells(directory)
     records = {c.key: done[c.key] for c in cells if c.key in done}
     todo = [c for c in cells if c.key not in done]
@@ -79,19 +89,32 @@ def run_cells(cells: list[Cell], directory: str, executor: str = "inprocess",
     target = worker.target("train_cell")
     pool = executors.make(executor, workers or None, ray_options)
     start, finished, queue = time.time(), 0, list(todo)
+    attempts: dict[str, list[bool]] = {}  # failed attempts per cell (True: worker lost)
     try:
         while queue or pool.pending:
             while queue and pool.pending < pool.capacity:
                 cell = queue.pop(0)
                 pool.submit(cell.key, target, *cell.args)
             for key, outcome in pool.wait_any():
-                finished += 1
                 if outcome.error is not None:
-                    print(f"  {key}: FAILED ({outcome.error}); rerun to retry", file=sys.stderr)
+                    tries = attempts.setdefault(key, [])
+                    tries.append(outcome.lost)
+                    if not outcome.timed_out and retry_policy.again(tries, limit):
+                        print(f"  {key}: {outcome.error} ({retry_policy.describe(tries, limit)})"
+                              "; running it again", file=sys.stderr, flush=True)
+                        queue.insert(0, by_key[key])
+                        continue
+                    finished += 1
+                    _write_failed(directory, by_key[key], outcome.error, len(tries))
+                    print(f"  [{finished}/{len(todo)}] {key}: FAILED after {len(tries)} "
+                          f"attempt(s): {outcome.error}", file=sys.stderr, flush=True)
                     continue
+                finished += 1
                 record = {**by_key[key].meta, **outcome.value,
                           "git_revision": fileio.git_revision(), "finished_at": time.time()}
                 fileio.write_json_atomic(os.path.join(directory, key + ".json"), record)
+                if os.path.exists(os.path.join(directory, key + FAILED)):
+                    os.remove(os.path.join(directory, key + FAILED))  # it failed before
                 records[key] = record
                 eta = (time.time() - start) / finished * (len(todo) - finished)
                 print(f"  [{finished}/{len(todo)}] {key}: {100 * record['accuracy']:.2f}% "
@@ -100,6 +123,23 @@ def run_cells(cells: list[Cell], directory: str, executor: str = "inprocess",
     finally:
         pool.close()
     return records
+
+
+def _write_failed(directory: str, cell: Cell, error: str, attempts: int) -> None:
+    fileio.write_json_atomic(os.path.join(directory, cell.key + FAILED), {
+        **cell.meta, "status": "error", "error": error, "attempts": attempts,
+        "git_revision": fileio.git_revision(), "finished_at": time.time()})
+
+
+def check_complete(cells: list[Cell], records: dict[str, dict], directory: str,
+                   label: str) -> None:
+    """Raises one line when some of ``cells`` have no record (they failed; their errors are in
+    ``<directory>/<key>.failed.json``): how many, and that rerunning the command retries them."""
+    failed = [c.key for c in cells if c.key not in records]
+    if failed:
+        raise ValueError(f"{label}: {len(failed)} of {len(cells)} cells failed (errors in "
+                         f"{os.path.join(directory, '<key>' + FAILED)}); rerun the same command "
+                         "to retry them (finished cells are kept)")
 
 
 def accuracy(record: dict, final: bool = False) -> float:

@@ -74,9 +74,11 @@ def run(config, workdir: str) -> tables.Table:
     rundir.claim(workdir, config, fixed=("protocol", "dataset"))
     done = cells.run_cells(todo, os.path.join(workdir, "cells"), config.executor,
                            config.get("workers") or None, ray_options=config.get("ray"),
-                           label=f"compare ({workdir})")
+                           label=f"compare ({workdir})",
+                           max_retries=config.get("max_task_retries"))
     table = results_table(done, config)
     write_results(table, workdir)
+    cells.check_complete(todo, done, os.path.join(workdir, "cells"), f"compare ({workdir})")
     return table
 
 

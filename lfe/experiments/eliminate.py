@@ -126,11 +126,10 @@ def run(config, workdir: str) -> dict:
         done = cells.run_cells(todo, os.path.join(workdir, "cells"), config.executor,
                                config.get("workers") or None, ray_options=config.get("ray"),
                                label=f"elimination stage {k} ({len(entrants)} losses, "
-                                     f"phases 1..{k})")
-        missing = len(todo) - len(done)
-        if missing:
-            raise ValueError(f"elimination stage {k}: {missing} cells failed; rerun the same "
-                             "command to retry them (finished cells are kept)")
+                                     f"phases 1..{k})",
+                               max_retries=config.get("max_task_retries"))
+        cells.check_complete(todo, done, os.path.join(workdir, "cells"),
+                             f"elimination stage {k}")
         records = list(done.values())
         ranking = rank(records, [c["name"] for c in entrants])
         stages.append({"stage": k, "phases": k, "steps": todo[0].meta["protocol"]["steps"],

@@ -6,7 +6,10 @@ is appended to ``events.jsonl`` and told to the controller, and the state is che
 (``lfe.core.rundir``) after every change. Rerunning the same command on the same work directory
 resumes: evaluations already in the event log are told from it, the other in-flight candidates
 are submitted again. With the in-process executor and a fixed seed, an interrupted-and-resumed
-run ends in exactly the same state as an uninterrupted one.
+run ends in exactly the same state as an uninterrupted one. An evaluation that raises or loses
+its worker is submitted again as ``lfe.core.retry`` allows (``max_task_retries``; its failed
+attempts are kept in the state, so a restart goes on counting), then told as a failed child
+with status ``error`` and its last error; the other evaluations in flight go on.
 
 With ``executor: ray`` the controller (this process) keeps all evolution state and never imports
 JAX: training runs only in workers, and the figures (which need the losses, hence JAX) are
@@ -28,6 +31,7 @@ import ml_collections
 from lfe import executors, worker
 from lfe.core import equation, evolution, fileio, metrics, records, registry, rundir
 from lfe.core import genome as genome_lib
+from lfe.core import retry as retry_policy
 from lfe.core.state import State
 from lfe.experiments import defaults
 
@@ -35,7 +39,8 @@ from lfe.experiments import defaults
 RESUMABLE_CHANGES = ("max_iterations", "max_hours", "executor", "workers", "ray", "plot_every",
                      "command", "ce_band", "top_k",  # the last two only change outputs
                      "data_dir", "fitness.data_dir",  # the data may move (older runs: no data_dir)
-                     "evaluator")  # older runs name the evaluation, now always lfe.worker's
+                     "evaluator",  # older runs name the evaluation, now always lfe.worker's
+                     "max_task_retries")  # how a failed evaluation is retried (older: absent)
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -136,6 +141,23 @@ class _Run:
                 int(self.config.seed) * 1_000_003 + int(candidate.id), candidate.stage)
         executor.submit(str(candidate.id), self.evaluate, *args)
 
+    def failed_attempt(self, executor, candidate_id: int, outcome) -> None:
+        """An evaluation that raised or lost its worker: recorded in the state (so a restart
+        keeps counting), then submitted again or, when ``lfe.core.retry`` gives up, told as an
+        ``error`` child with its last error."""
+        self.state = evolution.record_attempt(self.state, candidate_id, outcome.error,
+                                              outcome.lost)
+        self.save()  # before the event that may follow: a restart sees every attempt
+        attempts = evolution.attempts_of(self.state, candidate_id)
+        limit = int(self.config.get("max_task_retries", retry_policy.DEFAULT_MAX_RETRIES))
+        if not retry_policy.again(attempts, limit):
+            message = f"{outcome.error} (gave up after {len(attempts)} attempts)"
+            self.tell(candidate_id, records.errored(message).to_dict())
+            return
+        print(f"[retry] cand {candidate_id}: {outcome.error} "
+              f"({retry_policy.describe(attempts, limit)})", flush=True)
+        self.submit(executor, next(c for c in self.state.in_flight if c.id == candidate_id))
+
     def write_outputs(self, final: bool = False) -> None:
         self.told_since_plot = 0
         write_best(self.state, self.workdir, self.config.top_k)
@@ -226,8 +248,8 @@ def _evolve(r: _Run, executor) -> None:
         for key, outcome in executor.wait_any():
             if outcome.timed_out:  # a failed child, like a gated one: the search goes on
                 r.tell(int(key), records.timed_out(outcome.error).to_dict())
-            elif outcome.error is not None:  # state is saved: rerunning resumes from here
-                raise ValueError(f"evaluation of candidate {key} failed: {outcome.error}")
+            elif outcome.error is not None:  # run again, or a failed child (lfe.core.retry)
+                r.failed_attempt(executor, int(key), outcome)
             else:
                 r.tell(int(key), outcome.value)
 

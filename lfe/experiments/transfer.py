@@ -83,15 +83,13 @@ def run(config, workdir: str) -> list[tables.Table]:
     rundir.claim(workdir, config, fixed=("settings", "variants"))
     done = cells.run_cells(todo, os.path.join(workdir, "cells"), config.executor,
                            config.get("workers") or None, ray_options=config.get("ray"),
-                           label=f"transfer ({workdir})")
+                           label=f"transfer ({workdir})",
+                           max_retries=config.get("max_task_retries"))
     result = tables.transfer_tables(list(done.values()), rundir.to_plain(config))
     tables.write_tables(result, workdir, "results", heading=config.title)
     for table in result:
         print(tables.to_markdown(table))
-    missing = len(todo) - len(done)
-    if missing:
-        raise ValueError(f"transfer: {missing} cells failed; rerun the same command to retry "
-                         "them (finished cells are kept)")
+    cells.check_complete(todo, done, os.path.join(workdir, "cells"), "transfer")
     return result
 
 
