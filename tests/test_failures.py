@@ -248,3 +248,30 @@ def test_a_failed_cell_is_recorded_skipped_and_retried_by_a_rerun(tmp_path, caps
     assert cells.read_cells(out, failed=True) == {}  # its failure record is gone
     cells.check_complete(grid, done, out, "compare (x)")
     assert "cells: 2 cells done, 1 to run" in capsys.readouterr().out
+
+
+def test_a_grid_mode_finishes_its_grid_and_ends_with_one_line(tmp_path):
+    """compare (as eliminate and transfer) trains every cell it can, writes its table, then
+    fails with one line; the same command later trains only the failed cell."""
+    from configs import table4
+    from lfe import main
+    from lfe.experiments import compare
+
+    poison = tmp_path / "poison"
+    poison.write_text("")
+    c = table4.get_config("runlocal")  # 2 losses x 2 seeds
+    c.protocol.poison_seed, c.protocol.poison_file = 1, str(poison)
+    c.max_task_retries = 0
+    with worker.substitute(train_cell=f"{TASKS}:train_cell"):
+        with pytest.raises(ValueError) as e:
+            main.dispatch(c, str(tmp_path / "run"))
+        assert str(e.value) == (
+            f"compare ({tmp_path / 'run'}): 2 of 4 cells failed (errors in "
+            f"{tmp_path / 'run' / 'cells' / '<key>.failed.json'}); rerun the same command to "
+            "retry them (finished cells are kept)")
+        assert "| cross_entropy | 1 |" in (tmp_path / "run" / "results.md").read_text()
+        assert sorted(compare.finished_cells(str(tmp_path / "run"))) == [
+            "cross_entropy__seed0", "neuroloss3__seed0"]
+        poison.unlink()
+        table = main.dispatch(c, str(tmp_path / "run"))
+    assert [row[1] for row in table.csv_rows] == [2, 2]
