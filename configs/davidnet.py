@@ -30,7 +30,8 @@ def protocol(variant: str = "") -> ml_collections.ConfigDict:
         model="davidnet", augment="davidnet_cutmix" if cutmix else "davidnet_cutout",
         optimizer="sgd_nesterov", momentum=0.9, learning_rate=0.4, schedule="warmup_linear",
         warmup_steps=1176, total_steps=2940, steps=2940, batch_size=BATCH_SIZE,
-        weight_decay=(0.0256 if cutmix else 0.512) / BATCH_SIZE, eval_every=98)
+        weight_decay=(0.0256 if cutmix else 0.512) / BATCH_SIZE, eval_every=98,
+        checkpoint_every=protocol_lib.CHECKPOINT_EVERY)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -23,7 +23,8 @@ def protocol(model: str = "wideresnet28_10") -> ml_collections.ConfigDict:
     return protocol_lib.training_protocol(
         model=model, augment="wideresnet", optimizer="sgd_nesterov", momentum=0.9,
         learning_rate=0.1, schedule="warmup_cosine", warmup_steps=1000, hold_steps=0,
-        total_steps=96186, steps=96186, batch_size=128, weight_decay=5e-4, eval_every=1000)
+        total_steps=96186, steps=96186, batch_size=128, weight_decay=5e-4, eval_every=1000,
+        checkpoint_every=protocol_lib.CHECKPOINT_EVERY)
 
 
 def grid(title: str, model: str, local_kwargs: dict, arg: str | None, name: str):

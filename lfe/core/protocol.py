@@ -24,7 +24,10 @@ def trainer_defaults() -> ml_collections.ConfigDict:
     schedule's horizon, which may exceed `steps` (the paper's surrogate stops after 8,000 steps
     of a 64,000-step schedule). Optional fields: `phases`
     (progressive training, `lfe.training.progressive`), `augment` (default "unit"), `init_from` (a
-    pretrained-weights file for `lfe.training.models.pretrained.load_variables`).
+    pretrained-weights file for `lfe.training.models.pretrained.load_variables`),
+    `checkpoint_every` (steps between mid-training checkpoints, `checkpoint_every()`; absent or 0:
+    none, as in these short CPU protocols, whose configs and task arguments it leaves as they
+    were; the paper's large-model protocols set `CHECKPOINT_EVERY`).
     """
     return ml_collections.ConfigDict(
         {
@@ -47,6 +50,21 @@ def trainer_defaults() -> ml_collections.ConfigDict:
             "total_steps": 8000,  # the schedule's horizon (>= steps when a run stops early)
         }
     )
+
+
+CHECKPOINT_EVERY = 2000  # the large-model protocols': a checkpoint at the first evaluation >= it
+
+
+def checkpoint_every(protocol: Mapping[str, Any]) -> int:
+    """Steps between a run's mid-training checkpoints (``lfe.training.checkpoint``), 0 = none.
+
+    A run given a checkpoint directory saves its whole state after the first evaluation at or
+    past each multiple of this, resumes from the newest checkpoint there, and removes them when
+    it finishes; controllers pass a directory only when this is positive."""
+    every = int(protocol.get("checkpoint_every", 0) or 0)
+    if every < 0:
+        raise ValueError(f"checkpoint_every must be >= 0 (0 = off), got {every}")
+    return every
 
 
 def training_protocol(**overrides) -> ml_collections.ConfigDict:
@@ -75,11 +93,12 @@ def effnetv2_protocol(phases: list[dict], *, total_steps: int, hold_steps: int =
     warm-up over 6,400 steps, ``hold_steps`` at the peak, cosine to 0 at ``total_steps``;
     ``effnetv2`` augmentation (random square crop, RandAugment 2 layers, (x - 127.5)/128) whose
     image size, magnitude and the model's dropout follow ``phases``
-    (``lfe.training.progressive``)."""
+    (``lfe.training.progressive``); a checkpoint every ``CHECKPOINT_EVERY`` steps."""
     protocol = training_protocol(
         model="efficientnetv2_s", augment="effnetv2", batch_size=batch_size,
         optimizer="adam", learning_rate=1e-3, schedule="warmup_cosine", warmup_steps=6400,
-        hold_steps=hold_steps, total_steps=total_steps, phases=[dict(p) for p in phases])
+        hold_steps=hold_steps, total_steps=total_steps, phases=[dict(p) for p in phases],
+        checkpoint_every=CHECKPOINT_EVERY)
     for key, value in overrides.items():
         protocol[key] = value
     return protocol

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from typing import Any
 
 import numpy as np
@@ -60,8 +61,9 @@ def load_splits(name: str, data_dir: str, train_split: str = "train",
 
 
 def train_once(loss: losses_lib.LossDef, protocol: Any, dataset: data_lib.Dataset,
-               seed: int) -> train_lib.TrainResult:
-    """One real training run of ``protocol`` (its ``augment`` and ``phases`` included)."""
+               seed: int, checkpoint_dir: str = "") -> train_lib.TrainResult:
+    """One real training run of ``protocol`` (its ``augment`` and ``phases`` included), with
+    mid-training checkpoints in ``checkpoint_dir`` when the protocol sets ``checkpoint_every``."""
     model = get_model(protocol.model, num_classes=dataset.num_classes,
                       **dict(protocol.get("model_kwargs") or {}))
     validate = bool(protocol.get("validate", True))
@@ -71,7 +73,7 @@ def train_once(loss: losses_lib.LossDef, protocol: Any, dataset: data_lib.Datase
         val_images=dataset.val_images if validate else None,
         val_labels=dataset.val_labels if validate else None,
         train_batches=data_lib.pipeline.train_batches,
-        eval_batches=data_lib.pipeline.eval_batches)
+        eval_batches=data_lib.pipeline.eval_batches, checkpoint_dir=checkpoint_dir)
 
 
 def gate_record(gate: train_lib.TrainResult, min_train_accuracy: float) -> FitnessRecord | None:
@@ -106,14 +108,19 @@ def check_stage(stage: str) -> None:
 
 
 def evaluate(loss: losses_lib.LossDef, config: Any, *, seed: int,
-             stage: str = "surrogate") -> FitnessRecord:
-    """Gate (when enabled) then the ``stage`` protocol (``surrogate`` or ``initial``)."""
+             stage: str = "surrogate", checkpoint_dir: str = "") -> FitnessRecord:
+    """Gate (when enabled) then the ``stage`` protocol (``surrogate`` or ``initial``); with a
+    ``checkpoint_dir``, each run checkpoints in its own subfolder (``gate``, ``<stage>``) when
+    its protocol sets ``checkpoint_every``."""
+    def folder(name: str) -> str:
+        return os.path.join(checkpoint_dir, name) if checkpoint_dir else ""
+
     check_stage(stage)
     dataset = load_dataset(config.dataset, config.get("data_dir", ""))
     gate = None
     if config.gate_enabled and stage == "surrogate":
-        gate = train_once(loss, config.gate, dataset, seed)
+        gate = train_once(loss, config.gate, dataset, seed, folder("gate"))
         failed = gate_record(gate, config.gate_min_train_accuracy)
         if failed is not None:
             return failed
-    return scored_record(train_once(loss, config[stage], dataset, seed), gate)
+    return scored_record(train_once(loss, config[stage], dataset, seed, folder(stage)), gate)

@@ -111,6 +111,27 @@ class Progress:
         return {"step": step, "train_accuracy": train_acc, "val_accuracy": val_acc,
                 "loss": loss}
 
+    def to_dict(self) -> dict:
+        """The bookkeeping as JSON-ready plain data (a mid-training checkpoint's); floats are
+        Python floats, so a JSON round trip restores them exactly."""
+        return {"rules": [list(r) for r in self.rules], "best_val": self.best_val,
+                "best_train": self.best_train, "status": self.status, "message": self.message,
+                "steps_run": self.steps_run, "wall_time_s": self.wall_time_s,
+                "curve": [list(row) for row in self.curve]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], start_time: float | None = None) -> Progress:
+        """The ``Progress`` that ``to_dict`` wrote, continuing now: its clock runs from
+        ``start_time`` (default: now) minus the wall time already booked."""
+        now = time.perf_counter() if start_time is None else start_time
+        progress = cls([(int(s), float(a)) for s, a in data["rules"]],
+                       now - float(data["wall_time_s"]))
+        progress.best_val, progress.best_train = data["best_val"], data["best_train"]
+        progress.status, progress.message = data["status"], data["message"]
+        progress.steps_run, progress.wall_time_s = int(data["steps_run"]), data["wall_time_s"]
+        progress.curve = [(int(s), t, v, loss) for s, t, v, loss in data["curve"]]
+        return progress
+
     def result(self, wall_time_s: float | None = None) -> TrainResult:
         """The run's ``TrainResult``; its wall time is ``wall_time_s`` if given, else the time
         when the last interval was booked."""
