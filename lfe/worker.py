@@ -48,14 +48,20 @@ def substitute(**targets: str) -> Iterator[None]:
 
 
 def evaluate_candidate(spec: dict, fitness_config: dict, seed: int,
-                       stage: str = "surrogate") -> dict:
-    """One candidate's fitness (gate, then its stage protocol): ``FitnessRecord.to_dict()``."""
+                       stage: str = "surrogate", checkpoint_dir: str = "") -> dict:
+    """One candidate's fitness (gate, then its stage protocol): ``FitnessRecord.to_dict()``.
+
+    ``checkpoint_dir``: where its runs keep mid-training checkpoints (protocols with
+    ``checkpoint_every``); an interrupted evaluation resumes from them; removed when it ends."""
     import ml_collections
 
-    from lfe.training import fitness, losses
+    from lfe.training import checkpoint, fitness, losses
 
     cfg = ml_collections.ConfigDict(fitness_config)
-    return fitness.evaluate(losses.from_spec(spec), cfg, seed=seed, stage=stage).to_dict()
+    record = fitness.evaluate(losses.from_spec(spec), cfg, seed=seed, stage=stage,
+                              checkpoint_dir=checkpoint_dir).to_dict()
+    checkpoint.remove(checkpoint_dir)
+    return record
 
 
 def evaluate_candidates(specs: Sequence[dict], fitness_config: dict, seeds: Sequence[int],
@@ -74,8 +80,10 @@ def candidates_per_population(mode: str = "auto", k: int = 0) -> int:
 
 
 def train_cell(spec: dict, protocol: dict, dataset: str, data_dir: str, seed: int,
-               train_split: str = "train", eval_split: str = "val") -> dict:
-    """One grid cell: trains ``spec`` with ``protocol``.
+               train_split: str = "train", eval_split: str = "val",
+               checkpoint_dir: str = "") -> dict:
+    """One grid cell: trains ``spec`` with ``protocol`` (with mid-training checkpoints in
+    ``checkpoint_dir`` when it sets ``checkpoint_every``: an interrupted cell resumes there).
 
     ``accuracy`` is the best accuracy on ``eval_split`` over the run's evaluations (the paper's
     fitness and elimination metric on the validation split); ``final_accuracy`` the last
@@ -87,7 +95,7 @@ def train_cell(spec: dict, protocol: dict, dataset: str, data_dir: str, seed: in
 
     data = fitness.load_splits(dataset, data_dir, train_split, eval_split)
     result = fitness.train_once(losses.from_spec(spec), ml_collections.ConfigDict(protocol),
-                                data, seed)
+                                data, seed, checkpoint_dir)
     final = next((row[2] for row in reversed(result.curve) if row[2] is not None), 0.0)
     return {"accuracy": result.best_val_accuracy, "final_accuracy": final,
             "best_train_accuracy": result.best_train_accuracy, "status": result.status,

@@ -14,8 +14,8 @@ import time
 
 
 def train(spec: dict, protocol: dict, dataset: str, data_dir: str, seed: int,
-          train_split: str = "train", eval_split: str = "val") -> dict:
-    del dataset, data_dir
+          train_split: str = "train", eval_split: str = "val", checkpoint_dir: str = "") -> dict:
+    del dataset, data_dir, checkpoint_dir
     steps = int(protocol["steps"])
     key = json.dumps([spec.get("genome", spec["name"]), steps, seed], sort_keys=True)
     u = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little") / 2**32

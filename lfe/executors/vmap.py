@@ -52,7 +52,7 @@ class PopulationExecutor:
             else:
                 rest.append(task)
         self._queue = rest
-        _, config, _, *stage = args
+        _, config, _, *stage = args[:4]  # a population run keeps no mid-training checkpoints
         outcome = call(worker.EVALUATE_MANY, ([a[0] for _, a in group], config,
                                               [a[2] for _, a in group], *stage))
         if outcome.error is not None:

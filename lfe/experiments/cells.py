@@ -18,6 +18,7 @@ line (``check_complete``) and a rerun trains it again (a success removes the fai
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import re
 import sys
@@ -25,7 +26,7 @@ import time
 from typing import Any
 
 from lfe import executors, worker
-from lfe.core import fileio
+from lfe.core import fileio, protocol
 from lfe.core import retry as retry_policy
 
 SAFE = re.compile(r"[^A-Za-z0-9_.+=-]+")
@@ -48,6 +49,17 @@ class Cell:
     key: str
     meta: dict
     args: tuple
+
+
+def task_args(cell: Cell, directory: str) -> tuple:
+    """The worker's arguments for ``cell``: its ``args``, and, when its protocol checkpoints
+    (``checkpoint_every`` > 0), the absolute checkpoint folder ``<directory>/../checkpoints/<key>``
+    after ``train_cell``'s defaults for any split arguments left out."""
+    if not protocol.checkpoint_every(cell.args[1]):
+        return cell.args
+    params = list(inspect.signature(worker.train_cell).parameters.values())
+    folder = os.path.join(os.path.dirname(os.path.abspath(directory)), "checkpoints", cell.key)
+    return (*cell.args, *(p.default for p in params[len(cell.args):-1]), folder)
 
 
 def read_cells(directory: str, failed: bool = False) -> dict[str, dict]:
@@ -94,7 +106,7 @@ def run_cells(cells: list[Cell], directory: str, executor: str = "inprocess",
         while queue or pool.pending:
             while queue and pool.pending < pool.capacity:
                 cell = queue.pop(0)
-                pool.submit(cell.key, target, *cell.args)
+                pool.submit(cell.key, target, *task_args(cell, directory))
             for key, outcome in pool.wait_any():
                 if outcome.error is not None:
                     tries = attempts.setdefault(key, [])

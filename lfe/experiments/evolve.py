@@ -29,7 +29,7 @@ import time
 import ml_collections
 
 from lfe import executors, worker
-from lfe.core import equation, evolution, fileio, metrics, records, registry, rundir
+from lfe.core import equation, evolution, fileio, metrics, protocol, records, registry, rundir
 from lfe.core import genome as genome_lib
 from lfe.core import retry as retry_policy
 from lfe.core.state import State
@@ -59,6 +59,15 @@ def params_of(config) -> evolution.Params:
 def _spec(candidate) -> dict:
     return {"name": f"candidate{candidate.id}", "genome": candidate.genome,
             "sign": candidate.sign}
+
+
+def _checkpoint_args(fitness_cfg: dict, workdir: str, candidate) -> tuple:
+    """``(<workdir>/checkpoints/cand<id>,)`` (absolute) when a protocol the candidate trains sets
+    ``checkpoint_every``; else ``()``, so the task's arguments stay as they were."""
+    trained = [fitness_cfg[candidate.stage], fitness_cfg.get("gate") or {}]
+    if not any(protocol.checkpoint_every(p) for p in trained):
+        return ()
+    return (os.path.join(os.path.abspath(workdir), "checkpoints", f"cand{candidate.id}"),)
 
 
 class _Run:
@@ -139,6 +148,7 @@ class _Run:
     def submit(self, executor, candidate) -> None:
         args = (_spec(candidate), self.fitness_cfg,
                 int(self.config.seed) * 1_000_003 + int(candidate.id), candidate.stage)
+        args += _checkpoint_args(self.fitness_cfg, self.workdir, candidate)
         executor.submit(str(candidate.id), self.evaluate, *args)
 
     def failed_attempt(self, executor, candidate_id: int, outcome) -> None:
