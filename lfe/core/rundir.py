@@ -10,14 +10,24 @@ never silently restarted.
 ``events.jsonl`` gets one line per finished evaluation *before* the state that includes it is
 saved (flushed and fsynced), so a restart can take a finished evaluation from the log instead of
 training it again: no finished evaluation is lost.
+
+``claim`` records a run's config and refuses a rerun with an incompatible one; ``lock`` keeps a
+second controller off a run directory while one runs (``.lock``, an OS lock that ends with its
+holder).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import socket
 import sys
+import threading
+import time
+from collections.abc import Iterator
 
 from lfe.core import fileio
 
@@ -177,3 +187,69 @@ def claim(workdir: str, config, *, fixed=None, may_change=()) -> None:
             raise ValueError(f"{workdir} holds a run with a different config "
                              f"({', '.join(changed)}); use a new --workdir or the same config")
     fileio.write_json_atomic(path, mine)
+
+
+# --------------------------------------------------------------------------- the run's lock
+
+LOCK = ".lock"
+_held: dict[str, list] = {}  # real path of a locked directory -> [fd, depth] (this process)
+_held_guard = threading.Lock()
+
+
+class BusyRunError(ValueError):
+    """Another process holds the run directory's lock."""
+
+
+def _holder(fd: int) -> str:
+    """Who holds the lock, as its holder wrote it: ``pid N on host H since T``."""
+    try:
+        text = os.pread(fd, 4096, 0).decode(errors="replace")
+        info = json.loads(text)
+        return f"pid {info['pid']} on host {info['host']} since {info['started']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "a process that has not recorded itself yet"
+
+
+@contextlib.contextmanager
+def lock(workdir: str) -> Iterator[None]:
+    """Holds ``<workdir>/.lock`` (``fcntl.flock``, exclusive) for the ``with`` block: one
+    controller per run directory. A second process is refused at once with one line naming the
+    directory and the holder (``BusyRunError``, a ValueError); the operating system drops the
+    lock when its holder ends, however it ends (``kill -9`` included), so a rerun never waits
+    for a stale lock. The file holds the holder's pid, host and start time (JSON, for the
+    message; the lock itself is the flock). Nested use in one process is allowed (a pipeline's
+    stages). ``workdir`` must exist."""
+    key = os.path.realpath(workdir)
+    with _held_guard:
+        if key not in _held:
+            _held[key] = [_acquire(workdir), 0]
+        _held[key][1] += 1
+    try:
+        yield
+    finally:
+        with _held_guard:
+            _held[key][1] -= 1
+            if not _held[key][1]:
+                fd = _held.pop(key)[0]
+                os.ftruncate(fd, 0)  # no holder recorded; closing the file drops the flock
+                os.close(fd)
+
+
+def _acquire(workdir: str) -> int:
+    fd = os.open(os.path.join(workdir, LOCK), os.O_RDWR | os.O_CREAT, 0o644)  # not inherited
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _holder(fd)
+        os.close(fd)
+        raise BusyRunError(f"{workdir} is in use by another lfe run ({holder}); wait for it to "
+                           "finish or stop it, or use another --workdir") from None
+    except OSError as e:  # a file system without flock (some network mounts)
+        print(f"warning: cannot lock {workdir} ({e.strerror}); make sure no other run uses it",
+              file=sys.stderr)
+        return fd
+    info = {"pid": os.getpid(), "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+    return fd

@@ -71,6 +71,11 @@ def run(config, workdir: str) -> tables.Table:
     defaults.check(config)
     todo = grid(config)
     os.makedirs(workdir, exist_ok=True)
+    with rundir.lock(workdir):  # one controller per run directory
+        return _run(config, workdir, todo)
+
+
+def _run(config, workdir: str, todo: list[cells.Cell]) -> tables.Table:
     rundir.claim(workdir, config, fixed=("protocol", "dataset"))
     done = cells.run_cells(todo, os.path.join(workdir, "cells"), config.executor,
                            config.get("workers") or None, ray_options=config.get("ray"),

@@ -115,6 +115,11 @@ def run(config, workdir: str) -> dict:
     refs = {n: losses.to_spec(losses.resolve(n)) for n in
             [s.strip() for s in (config.references or "").split(",") if s.strip()]}
     os.makedirs(workdir, exist_ok=True)
+    with rundir.lock(workdir):  # one controller per run directory
+        return _run(config, workdir, refs)
+
+
+def _run(config, workdir: str, refs: dict[str, dict]) -> dict:
     rundir.claim(workdir, config, fixed=("protocol", "keep", "source", "dataset", "seeds",
                                           "references", "candidates_stage"))
     candidates = _candidates(config, workdir)

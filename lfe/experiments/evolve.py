@@ -272,6 +272,11 @@ def run(config, workdir: str) -> dict:
 
         fitness.load_dataset(config.fitness.dataset, config.fitness.get("data_dir", ""))
     os.makedirs(workdir, exist_ok=True)
+    with rundir.lock(workdir):  # one controller per run directory
+        return _run(config, workdir)
+
+
+def _run(config, workdir: str) -> dict:
     rundir.claim(workdir, config, may_change=RESUMABLE_CHANGES)
     r = _Run(config, workdir)
     print(f"evolve: {'resuming' if r.resumed else 'starting'} in {workdir} "

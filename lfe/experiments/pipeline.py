@@ -54,6 +54,11 @@ def run(config, workdir: str) -> dict:
     for stage in (config.evolve, config.eliminate, *config.transfers.values()):
         defaults.check(stage)  # a bad field of a late stage fails before the first trains
     os.makedirs(workdir, exist_ok=True)
+    with rundir.lock(workdir):  # one controller per run directory; each stage locks its own
+        return _run(config, workdir)
+
+
+def _run(config, workdir: str) -> dict:
     rundir.claim(workdir, config, fixed=())  # each stage refuses incompatible reruns itself
     state = _done(workdir)
     stages: list[tuple[str, object]] = [("evolve", None), ("eliminate", None)]

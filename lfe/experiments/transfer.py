@@ -78,6 +78,11 @@ def run(config, workdir: str) -> list[tables.Table]:
     defaults.check(config)
     todo = build_cells(config)
     os.makedirs(workdir, exist_ok=True)
+    with rundir.lock(workdir):  # one controller per run directory
+        return _run(config, workdir, todo)
+
+
+def _run(config, workdir: str, todo: list[cells.Cell]) -> list[tables.Table]:
     # a cell is its (setting, loss, seed): more seeds or losses only add cells, but a setting
     # or variant that changes under the same name would mix two experiments in one column
     rundir.claim(workdir, config, fixed=("settings", "variants"))
