@@ -2,7 +2,10 @@
 
 Overrides: ``--config.a.b=value`` (an unknown key fails). ``config.mode`` picks what runs; each
 mode is a module function ``run(config, workdir)``. Errors in the input (unknown names, bad
-files, bad values) end with one ``lfe: error: ...`` line and exit status 2.
+files, bad values) end with one ``lfe: error: ...`` line and exit status 2. SIGINT (Ctrl-C) or
+SIGTERM stops a run: its executor is closed and ``stopped; rerun the same command to resume`` is
+the one line printed (exit status 128 + the signal's number); a second signal ends it at once
+(``lfe.core.stop``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import sys
 
 from absl import app, flags
 from ml_collections import config_flags
+
+from lfe.core import stop
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file.",
                                           lock_config=True)
@@ -71,12 +76,24 @@ def main(argv):
     config = _CONFIG.value
     if config is None or _WORKDIR.value is None:
         _fail("both --config=configs/<x>.py and --workdir=DIR are required")
+    stop.install()  # SIGINT/SIGTERM: close the executor, one line, rerun resumes
     try:
         dispatch(config, _WORKDIR.value)
-    except (ValueError, KeyError) as e:
+    except KeyboardInterrupt:  # stop.Stopped, or Ray's KeyboardInterrupt in its place
+        _stopped()
+    except (ValueError, KeyError, OSError) as e:  # OSError: config_flags defers a config
+        if stop.received():  # file's load error to first access
+            _stopped()
         _fail(_last_line(e))
-    except OSError as e:  # config_flags defers a config file's load error to first access
-        _fail(_last_line(e))
+    except Exception:
+        if stop.received():  # whatever a stop interrupted fails as it may: the run stopped
+            _stopped()
+        raise
+
+
+def _stopped() -> None:
+    print(stop.MESSAGE, file=sys.stderr)
+    sys.exit(stop.exit_status(stop.received()))
 
 
 if __name__ == "__main__":

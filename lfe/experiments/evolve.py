@@ -33,6 +33,7 @@ from lfe.core import equation, evolution, fileio, metrics, protocol, records, re
 from lfe.core import genome as genome_lib
 from lfe.core import retry as retry_policy
 from lfe.core.state import State
+from lfe.executors import pool
 from lfe.experiments import defaults
 
 # Fields that may change between a run and its resumption; any other change is refused.
@@ -201,6 +202,7 @@ def draw_figures(workdir: str, rows: list[dict], band: tuple | None, top: list[d
 
 def _cpu_only() -> None:
     os.environ.setdefault("JAX_PLATFORMS", "cpu")  # the controller host needs no accelerator
+    pool.exit_with_parent()  # the helper ends with the controller, even after a kill -9
 
 
 class _SpawnedFigures:
