@@ -20,7 +20,8 @@ from ray.cluster_utils import Cluster  # noqa: E402
 
 from configs import quickstart  # noqa: E402
 from lfe import executors, main, worker  # noqa: E402
-from lfe.core import evolution, malloc, rundir  # noqa: E402
+from lfe.core import evolution, malloc, rundir, stop  # noqa: E402
+from lfe.core.state import State  # noqa: E402
 from lfe.executors import ray_executor  # noqa: E402
 from lfe.experiments import evolve  # noqa: E402
 from tests import fake_fitness  # noqa: E402
@@ -78,6 +79,7 @@ def small_config(executor, **changes):
     c = quickstart.get_config("runlocal")
     for k, v in {**OVERRIDES, "executor": executor, **changes}.items():
         c[k] = v
+    c.ray.num_gpus = 0.0  # CPU tasks (auto would take the test cluster's fake GPUs)
     return c
 
 
@@ -92,14 +94,15 @@ def check_consistent(workdir, config):
     assert state["iterations_done"] == params.max_iterations == len(state["log"]) - 1
     assert sorted(e["id"] for e in rundir.read_events(str(workdir))) == list(range(len(ids)))
     assert len([e for e in state["evaluated"] if e["stage"] == "initial"]) == 8
-    s = evolution.summary(state)
+    typed = State.from_dict(state)
+    s = evolution.summary(typed)
     assert s["successful_children"] + sum(s["skipped_iterations"].values()) == 12
     assert s["children_evaluated"] == s["successful_children"] + sum(s["failed_children"].values())
     assert len(state["population"]) == config.population_size
-    for e in state["evaluated"]:  # each result belongs to its own candidate
-        expected = fake_fitness.evaluate(evolve._spec(e), {}, config.seed * 1_000_003 + e["id"],
-                                         e["stage"])
-        assert e["record"] == expected
+    for e in typed.evaluated:  # each result belongs to its own candidate
+        expected = fake_fitness.evaluate(evolve._spec(e), {}, config.seed * 1_000_003 + e.id,
+                                         e.stage)
+        assert e.record == expected
     return state
 
 
@@ -112,11 +115,7 @@ def test_helpers_shape_tasks():
     assert malloc.tuned(ray_executor.task_env(4, 0)) == malloc.applies()
     assert ray_executor.task_env(1, 0.25) == {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
     assert ray_executor.task_env(1, 1) == {}
-    resources = {"CPU": 16.0, "GPU": 4.0}
-    assert ray_executor.task_capacity(resources, 1, 1) == 4
-    assert ray_executor.task_capacity(resources, 1, 0.5) == 8
-    assert ray_executor.task_capacity(resources, 3, 0) == 5
-    assert ray_executor.task_capacity({"CPU": 1.0}, 1, 1) == 1  # never 0
+    # capacities: tests/test_ray_resources.py
 
 
 def test_cpu_tasks_run_jax_on_cpu_over_both_nodes(cluster):
@@ -189,6 +188,54 @@ def test_no_retries_reports_the_lost_worker(cluster, tmp_path):
     assert out["dies"].value is None and out["dies"].error.startswith("worker failed: ")
 
 
+def test_auto_num_gpus_takes_the_clusters_gpus(cluster):
+    ex = executors.make("ray", None, executors.ray_config())  # num_gpus -1: auto
+    assert ex.num_gpus == 1.0 and ex.capacity == 2  # the 2 fake GPUs: one task each
+    ex.close()
+
+
+def test_a_request_no_node_can_run_fails_at_once_with_one_line(cluster):
+    start = time.monotonic()
+    with pytest.raises(ValueError) as refused:
+        executors.make("ray", None, {"num_gpus": 4, "node_wait_s": 1})
+    assert time.monotonic() - start < 30
+    assert str(refused.value) == (
+        "no node of the Ray cluster can run a task with num_cpus=1, num_gpus=4 (nodes: "
+        "1 × 2 CPUs, 1 × 2 CPUs + 2 GPUs); set --config.ray.num_gpus=2 or less, or add such "
+        "a node (waited 1 s: --config.ray.node_wait_s)")
+    assert ray.is_initialized()  # the test's own Ray is left alone
+
+
+def test_capacity_follows_nodes_and_a_task_no_node_can_run_any_more_fails(cluster, tmp_path):
+    ex = executors.make("ray", None, {"num_cpus": 1})
+    ex.poll_s = 0.2  # look at the nodes often
+    assert ex.capacity == 4
+    extra = cluster.add_node(num_cpus=3, object_store_memory=80 * 2**20)
+    cluster.wait_for_nodes()
+    submit(ex, "a", "where")
+    drain(ex)
+    assert ex.capacity == 7  # the new node's 3 CPUs joined
+    big = executors.make("ray", None, {"num_cpus": 3, "node_wait_s": 2, "max_retries": 3})
+    big.poll_s = 0.5
+    assert big.capacity == 1  # only the new node fits a 3-CPU task
+    submit(big, "long", "sleep_and_report", str(tmp_path / "pid"), 120)
+    for _ in range(600):
+        if (tmp_path / "pid").exists():
+            break
+        time.sleep(0.1)
+    cluster.remove_node(extra)  # the task goes back to pending, and no node can run it
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=r"^no node of the Ray cluster can run a task with "
+                                         r"num_cpus=3, num_gpus=0 \(nodes: "):
+        drain(big)
+    assert time.monotonic() - start < 30
+    big.close()
+    submit(ex, "b", "where")
+    drain(ex)
+    assert ex.capacity == 4  # and it left
+    ex.close()
+
+
 # --------------------------------------------------------------------------- evolution on Ray
 
 @pytest.mark.slow
@@ -223,7 +270,8 @@ def test_timed_out_candidates_are_failed_children(cluster, tmp_path):
 
 
 def _controller(workdir, address, evaluator):
-    args = {**OVERRIDES, "executor": "ray", "workers": 2, "ray.address": address}
+    args = {**OVERRIDES, "executor": "ray", "workers": 2, "ray.address": address,
+            "ray.num_gpus": 0}
     return [sys.executable, "-m", "tests.drive", f"--task=evaluate={evaluator}",
             "--config=configs/quickstart.py:runlocal", f"--workdir={workdir}",
             *[f"--config.{k}={v}" for k, v in args.items()]]
@@ -279,3 +327,26 @@ def test_controller_never_imports_jax(cluster, tmp_path):
     check_consistent(tmp_path / "run", c)  # an asynchronous run (2 workers) adds up exactly
     assert {"best.json", "evolution.png", "best_phenotypes.png"} <= set(
         os.listdir(tmp_path / "run"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_a_ray_controller_and_the_rerun_finishes(cluster, tmp_path, sig):
+    """ray.init replaces the SIGTERM handler; the executor puts lfe's back (lfe.core.stop)."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    cmd = _controller(tmp_path, cluster.address, "tests.ray_tasks:slow_evaluate")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while len(rundir.read_events(str(tmp_path))) < 4:
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    err = err.decode()
+    assert proc.returncode == 128 + sig, err
+    assert err.splitlines()[-1] == stop.MESSAGE and "Traceback" not in err, err
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    check_consistent(tmp_path, small_config("ray", workers=2))

@@ -127,3 +127,22 @@ def test_pool_workers_exit_when_the_controller_is_killed(tmp_path):
     seconds = until(lambda: not any(alive(p) for p in children), 10)
     print(f"{len(children)} processes of the killed controller gone after {seconds:.1f} s")
 
+
+@pytest.mark.slow
+def test_a_local_ray_ends_with_its_killed_controller(tmp_path):
+    """``kill -9`` of a controller that started its own Ray (``ray.address=local``): Ray's
+    processes and task workers are gone within seconds (lfe.executors.reaper ends the agents
+    Ray leaves for a minute)."""
+    pytest.importorskip("ray")
+    work, e = tmp_path / "run", env(tmp_path, 300)
+    proc = subprocess.Popen(cli(work, executor="ray", **{"ray.address": "local",
+                                                         "ray.num_gpus": 0}),
+                            cwd=ROOT, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    until(lambda: len(os.listdir(tmp_path / "pids")) == 2, 180, proc)  # two tasks training
+    time.sleep(1.5)  # the reaper has seen every process
+    children = descendants(proc.pid)
+    assert {int(p) for p in os.listdir(tmp_path / "pids")} <= children
+    proc.kill()
+    proc.wait()
+    seconds = until(lambda: not any(alive(p) for p in children), 10)
+    print(f"{len(children)} processes of the killed Ray controller gone after {seconds:.1f} s")

@@ -76,7 +76,9 @@ def check_runner(config) -> None:
     if "max_task_retries" in config:
         _check(config.max_task_retries, "max_task_retries", 0)
     for key, value in (config.get("ray") or {}).items():
-        if key in ("num_cpus", "num_gpus", "max_retries", "timeout_s"):
+        if key == "num_gpus" and value == -1:
+            continue  # auto: 1 per task when the cluster has GPUs, else 0
+        if key in ("num_cpus", "num_gpus", "max_retries", "timeout_s", "node_wait_s"):
             _check(value, f"ray.{key}", 0, integer=key == "max_retries")
     if "seed" in config:
         _check(config.seed, "seed", 0)

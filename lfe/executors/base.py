@@ -80,10 +80,13 @@ def ray_config():
     import ml_collections
 
     c = ml_collections.ConfigDict()
-    c.address = ""  # "" = $RAY_ADDRESS, else a new local Ray instance
+    c.address = ""  # "" = $RAY_ADDRESS, else a `ray start` cluster on this host, else a new
+    # local Ray; "local" = always a new local Ray (ended with this process)
     c.num_cpus = 1.0  # CPUs reserved per task
-    c.num_gpus = 0.0  # GPUs per task: 1 = one candidate per GPU; fractions share a GPU
+    c.num_gpus = -1.0  # GPUs per task: -1 = auto (1 if the cluster has GPUs, else 0); 1 = one
+    # candidate per GPU; fractions share a GPU; 0 = CPU-only tasks
     c.max_retries = 3  # re-runs of a task whose worker process or host died
     c.timeout_s = 0.0  # wall-clock limit per task from submission; 0 = none
     c.working_dir = ""  # a directory shipped to every worker (runtime_env); "" = none
+    c.node_wait_s = 30.0  # a task no live node can run (too many CPUs/GPUs) fails after this
     return c
