@@ -346,7 +346,8 @@ def test_a_signal_stops_a_ray_controller_and_the_rerun_finishes(cluster, tmp_pat
     _, err = proc.communicate(timeout=120)
     err = err.decode()
     assert proc.returncode == 128 + sig, err
-    assert err.splitlines()[-1] == stop.MESSAGE and "Traceback" not in err, err
+    # Ray's log monitor may still forward a worker's line after ours on a loaded machine
+    assert stop.MESSAGE in err.splitlines() and "Traceback" not in err, err
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     check_consistent(tmp_path, small_config("ray", workers=2))
