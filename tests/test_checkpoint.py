@@ -221,6 +221,21 @@ def test_save_restore_and_latest(tmp_path):
         checkpoint.restore(path, {"other": 1})
 
 
+def test_background_writer_copies_at_once_and_reports_errors_on_wait(tmp_path):
+    writer = checkpoint.Writer()
+    state = {"w": np.zeros(3, np.float32)}
+    writer.save(str(tmp_path / "ok"), 1, state, {})
+    state["w"][:] = 7  # changed (as a donated buffer would be) while the write may still run
+    writer.wait()
+    back, _ = checkpoint.restore(checkpoint.latest(str(tmp_path / "ok")), state)
+    np.testing.assert_array_equal(back["w"], np.zeros(3))
+    (tmp_path / "file").write_text("not a folder")
+    writer.save(str(tmp_path / "file"), 1, state, {})
+    with pytest.raises(OSError):
+        writer.wait()
+    writer.wait()  # reported once
+
+
 def test_progress_round_trips_through_json():
     progress = loop.Progress([(50, 0.3), (80, 0.5)], start_time=0.0)
     totals = {"accuracy": np.float32(7.3), "loss": np.float32(12.1), "first_nonfinite": -1}

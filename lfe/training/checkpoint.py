@@ -10,7 +10,8 @@
     DIR/.tmp-*                    a save in progress; never read, removed by the next save
 
 A save writes both files into a temporary directory, fsyncs them and renames it to
-``step_<step>``, then removes the older checkpoints; a reader takes the highest complete
+``step_<step>``, then removes the older checkpoints (``train.run`` writes in a background thread,
+``Writer``, from a host copy taken at the step); a reader takes the highest complete
 ``step_*``, so a process killed at any instant leaves either the previous checkpoint or the new
 one. A checkpoint that cannot be read, or whose leaves do not match the run's state, raises
 ``CheckpointError`` (one line naming the file) rather than silently training from step 0.
@@ -24,11 +25,13 @@ bit, and both files can be read with numpy and a text editor.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import shutil
 import tempfile
+import threading
 import zipfile
 from typing import Any
 
@@ -53,20 +56,33 @@ def latest(directory: str) -> str | None:
     return os.path.join(directory, max(steps)[1]) if steps else None
 
 
-def save(directory: str, step: int, tree: Any, meta: dict) -> str:
-    """Writes ``tree`` (arrays and scalars) and ``meta`` (JSON) as ``directory/step_<step>``,
-    atomically; removes older checkpoints and unfinished saves. Returns the new path."""
-    os.makedirs(directory, exist_ok=True)
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """A tree's leaves copied to the host (key paths and arrays), ready to ``write``."""
+
+    names: tuple[str, ...]
+    arrays: tuple[np.ndarray, ...]
+
+
+def snapshot(tree: Any) -> Snapshot:
+    """Host copies of ``tree``'s leaves (own memory: the device buffers may be donated to the
+    next step while a ``Writer`` is still writing them)."""
     paths, leaves = zip(*jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0],
                         strict=True)
-    arrays = [np.asarray(leaf) for leaf in leaves]
-    doc = {"format": FORMAT, "step": int(step),
-           "leaves": [jax.tree_util.keystr(p) for p in paths],
-           "shapes": [list(a.shape) for a in arrays], "dtypes": [str(a.dtype) for a in arrays],
-           **meta}
+    return Snapshot(tuple(jax.tree_util.keystr(p) for p in paths),
+                    tuple(np.array(leaf, copy=True) for leaf in leaves))
+
+
+def write(directory: str, step: int, snap: Snapshot, meta: dict) -> str:
+    """Writes ``snap`` and ``meta`` (JSON) as ``directory/step_<step>``, atomically; removes
+    older checkpoints and unfinished saves. Returns the new path."""
+    os.makedirs(directory, exist_ok=True)
+    doc = {"format": FORMAT, "step": int(step), "leaves": list(snap.names),
+           "shapes": [list(a.shape) for a in snap.arrays],
+           "dtypes": [str(a.dtype) for a in snap.arrays], **meta}
     tmp = tempfile.mkdtemp(prefix=".tmp-", dir=directory)
     with open(os.path.join(tmp, STATE), "wb") as f:
-        np.savez(f, **{f"{i:06d}": a for i, a in enumerate(arrays)})
+        np.savez(f, **{f"{i:06d}": a for i, a in enumerate(snap.arrays)})
         f.flush()
         os.fsync(f.fileno())
     with open(os.path.join(tmp, META), "w") as f:
@@ -81,6 +97,44 @@ def save(directory: str, step: int, tree: Any, meta: dict) -> str:
         if name != os.path.basename(final) and (_STEP.match(name) or name.startswith(".tmp-")):
             shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
     return final
+
+
+def save(directory: str, step: int, tree: Any, meta: dict) -> str:
+    """``write(directory, step, snapshot(tree), meta)``: a checkpoint of ``tree`` (arrays and
+    scalars), now."""
+    return write(directory, step, snapshot(tree), meta)
+
+
+class Writer:
+    """Checkpoints written in a background thread, so training goes on while a large state
+    reaches the disk: ``save`` takes the host copy at once and returns; the next ``save`` or
+    ``wait`` waits for the write in flight and raises its error, if any."""
+
+    def __init__(self):
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def save(self, directory: str, step: int, tree: Any, meta: dict) -> None:
+        self.wait()
+        snap = snapshot(tree)
+
+        def work() -> None:
+            try:
+                write(directory, step, snap, meta)
+            except BaseException as error:  # noqa: BLE001 - raised by the next wait
+                self._error = error
+
+        self._thread = threading.Thread(target=work, name="lfe-checkpoint", daemon=True)
+        self._thread.start()
+
+    def wait(self, *, check: bool = True) -> None:
+        """Waits for the write in flight; raises its error unless ``check`` is False."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        error, self._error = self._error, None
+        if error is not None and check:
+            raise error
 
 
 def restore(path: str, template: Any) -> tuple[Any, dict]:
@@ -143,4 +197,5 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-__all__ = ["FORMAT", "CheckpointError", "latest", "remove", "restore", "save"]
+__all__ = ["FORMAT", "CheckpointError", "Snapshot", "Writer", "latest", "remove", "restore",
+           "save", "snapshot", "write"]

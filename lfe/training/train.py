@@ -323,25 +323,31 @@ def run(
     batches = train_batches(train_images, train_labels, int(config.batch_size), seed, **resume)
     step_rng = parallel.replicate(step_rng, mesh)
 
-    for boundary in (b for b in boundaries if b > progress.steps_run):
-        index = next(i for i, (_, end, _) in enumerate(segments) if progress.steps_run < end)
-        fns = fns_of(segments[index][2])
-        state = state.replace(apply_fn=fns.model.apply)  # the phase's dropout rate
-        totals = parallel.replicate(zero_totals(), mesh)
-        for _ in range(boundary - progress.steps_run):
-            state, totals = fns.step_fn(state, totals, next(batches), step_rng)
-        totals = jax.device_get(totals)
-        if progress.diverged(totals):
-            break
-        val_acc = evaluate(fns.eval_fn, state, val) if val else None
-        row = progress.record(boundary, totals, val_acc)
-        if log_fn is not None:
-            log_fn({**row, "phase": index + 1})
-        if not progress.running:  # a stop rule fired
-            break
-        if saver is not None and boundary < boundaries[-1]:
-            saver.maybe_save(boundary, state, step_rng, progress)
+    try:
+        for boundary in (b for b in boundaries if b > progress.steps_run):
+            index = next(i for i, (_, end, _) in enumerate(segments) if progress.steps_run < end)
+            fns = fns_of(segments[index][2])
+            state = state.replace(apply_fn=fns.model.apply)  # the phase's dropout rate
+            totals = parallel.replicate(zero_totals(), mesh)
+            for _ in range(boundary - progress.steps_run):
+                state, totals = fns.step_fn(state, totals, next(batches), step_rng)
+            totals = jax.device_get(totals)
+            if progress.diverged(totals):
+                break
+            val_acc = evaluate(fns.eval_fn, state, val) if val else None
+            row = progress.record(boundary, totals, val_acc)
+            if log_fn is not None:
+                log_fn({**row, "phase": index + 1})
+            if not progress.running:  # a stop rule fired
+                break
+            if saver is not None and boundary < boundaries[-1]:
+                saver.maybe_save(boundary, state, step_rng, progress)
+    except BaseException:
+        if saver is not None:  # an interrupted run leaves its last checkpoint complete
+            saver.writer.wait(check=False)
+        raise
     if saver is not None:
+        saver.writer.wait()
         checkpoint.remove(checkpoint_dir)
     return progress.result(wall_time_s=time.perf_counter() - progress.start_time)
 
@@ -356,6 +362,7 @@ class _Saver:
                           sort_keys=True, default=str)
         self.fingerprint = hashlib.sha256(what.encode()).hexdigest()[:16]
         self.saved = 0  # the step of the newest checkpoint
+        self.writer = checkpoint.Writer()
 
     def resume(self, state, step_rng, progress: loop.Progress):
         """(state, step_rng, progress) from the newest checkpoint, or as given without one."""
@@ -373,8 +380,8 @@ class _Saver:
 
     def maybe_save(self, step: int, state, step_rng, progress: loop.Progress) -> None:
         if step // self.every > self.saved // self.every:
-            checkpoint.save(self.directory, step, {"state": state, "step_rng": step_rng},
-                            {"fingerprint": self.fingerprint, "progress": progress.to_dict()})
+            self.writer.save(self.directory, step, {"state": state, "step_rng": step_rng},
+                             {"fingerprint": self.fingerprint, "progress": progress.to_dict()})
             self.saved = step
 
 
