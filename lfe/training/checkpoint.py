@@ -18,9 +18,9 @@ one. A checkpoint that cannot be read, or whose leaves do not match the run's st
 
 Why ``.npz`` + JSON rather than orbax-checkpoint (pinned, and fine for sharded multi-host
 arrays): the training state here is replicated on the devices of one host, so one host copy is
-the whole state; writing it takes milliseconds (the ConvNet's state: ≈6 ms here against
-≈0.2 s for ``ocp.StandardCheckpointer`` and its 8 files and background thread), restores bit for
-bit, and both files can be read with numpy and a text editor.
+the whole state; ``np.savez`` writes the ConvNet's state in ≈6 ms here (≈50 ms with the
+fsyncs) against 0.17–0.34 s for ``ocp.StandardCheckpointer`` with its 8 files and its own
+threads, restores bit for bit, and both files can be read with numpy and a text editor.
 """
 
 from __future__ import annotations
