@@ -9,8 +9,16 @@ Fitness: the gate (ConvNet 800 steps, train acc >= 0.37), then the surrogate of 
 EfficientNetV2-S at 96x96, RandAugment 2 layers magnitude 5, dropout 0.1, batch 64, Adam 1e-3
 with linear warm-up 6,400 then cosine over 64,000 steps, stopped after 8,000 steps; early stop 2
 (train acc < 0.25 by step 3,000 stops the run; the best validation accuracy so far is the
-fitness). It needs an accelerator (data parallel over all local devices). Rerunning the command
-resumes the run from its work directory.
+fitness). It needs an accelerator. Rerunning the command resumes the run from its work directory.
+
+Executor: ``auto`` (every mode's default, ``lfe.executors.resolve``). On a host with GPUs or TPU
+chips it is ``devices``: one long-lived worker process per device, each training one candidate
+at a time on its own device (``CUDA_VISIBLE_DEVICES=<i>``) and keeping JAX, the dataset and the
+compiled steps across candidates; on a host without one it is the pinned CPU pool (``pool``).
+Choose another with ``--config.executor=``: ``ray`` for a cluster, one warm worker per GPU
+(launch/README.md); ``inprocess`` to train each candidate data parallel over all local devices in
+this process; ``pool`` for the CPU pool on any host. ``--config.workers=N`` sets how many
+workers (more than the GPUs share them, without preallocation).
 Variant ``:convnet``: the same search with the ConvNet surrogate for CPUs (the protocol of the
 paper's initial evolutionary run, §3.6: 8,000 steps, batch 128, Adam 1e-3, warm-up 800 + cosine,
 with early stop 2).

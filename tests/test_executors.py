@@ -6,6 +6,7 @@ import pytest
 
 from lfe import executors
 from lfe.core import malloc
+from lfe.executors import devices, pool
 
 
 def square(x):
@@ -21,7 +22,19 @@ def affinity(_):
             os.environ.get("GLIBC_TUNABLES", ""))
 
 
-SQUARE, BOOM, AFFINITY = (f"tests.test_executors:{f}" for f in ("square", "boom", "affinity"))
+def seen(_):
+    """What a worker process sees: its pid, device variables, platform, flags, cores."""
+    keys = ("CUDA_VISIBLE_DEVICES", "JAX_PLATFORMS", "XLA_FLAGS", "XLA_PYTHON_CLIENT_PREALLOCATE")
+    return {"pid": os.getpid(), "cores": sorted(os.sched_getaffinity(0)),
+            **{k: os.environ.get(k) for k in keys}}
+
+
+def die(_):
+    os.kill(os.getpid(), 9)
+
+
+SQUARE, BOOM, AFFINITY, SEEN, DIE = (f"tests.test_executors:{f}" for f in (
+    "square", "boom", "affinity", "seen", "die"))
 
 
 def drain(ex):
@@ -81,7 +94,8 @@ def test_single_thread_flags_are_accepted_by_xla():
 
 
 def test_unknown_executor():
-    with pytest.raises(ValueError, match="unknown executor 'mpi'; available: inprocess, pool, ray"):
+    with pytest.raises(ValueError, match="unknown executor 'mpi'; available: auto, inprocess, "
+                                         "pool, devices, ray, vmap"):
         executors.make("mpi")
 
 
@@ -92,3 +106,106 @@ def test_a_task_is_named_by_its_target_and_a_bad_target_is_one_line():
     out = drain(ex)
     assert out["a"].error.startswith("ValueError: cannot load function")
     assert "no_such_module_xyz" in out["b"].error and "\n" not in out["b"].error
+
+
+# ------------------------------------------------------------- auto: the executor follows the host
+
+@pytest.fixture
+def no_device_env(monkeypatch):
+    """This process's environment without device or platform variables (a bare host)."""
+    for key in ("JAX_PLATFORMS", "CUDA_VISIBLE_DEVICES", "TPU_VISIBLE_CHIPS", "XLA_FLAGS",
+                devices.OVERRIDE):
+        monkeypatch.delenv(key, raising=False)
+    return monkeypatch
+
+
+def test_auto_is_the_pinned_cpu_pool_on_a_cpu_host(no_device_env):
+    no_device_env.setenv(devices.OVERRIDE, "0")
+    assert executors.resolve("auto") == "pool" and not devices.local()
+    ex = executors.make("auto")
+    try:
+        assert type(ex) is pool.ProcessPoolExecutor
+        assert ex.capacity == len(os.sched_getaffinity(0))  # one worker per core
+        ex.submit("a", SEEN, 0)
+        out = drain(ex)["a"].value
+    finally:
+        ex.close()
+    assert out["JAX_PLATFORMS"] == "cpu" and out["CUDA_VISIBLE_DEVICES"] is None
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert len(out["cores"]) == 1 and "--xla_cpu_multi_thread_eigen=false" in out["XLA_FLAGS"]
+
+
+def test_auto_on_a_gpu_host_runs_one_warm_worker_per_device(no_device_env):
+    """Faked 2-GPU host: one long-lived worker per GPU, CUDA_VISIBLE_DEVICES its own, none of
+    the CPU pool's settings; a dead worker is replaced on the same device."""
+    no_device_env.setenv(devices.OVERRIDE, "2")
+    assert executors.resolve("auto") == "devices"
+    ex = executors.make("auto")
+    try:
+        assert type(ex) is pool.DevicePoolExecutor and ex.capacity == 2
+        for i in range(6):
+            ex.submit(f"k{i}", SEEN, i)
+        out = [o.value for o in drain(ex).values()]
+        ex.submit("dies", DIE, 0)
+        died = drain(ex)["dies"]
+        for i in range(4):
+            ex.submit(f"after{i}", SEEN, i)
+        after = [o.value for o in drain(ex).values()]
+    finally:
+        ex.close()
+    device_of = {}
+    for s in out + after:
+        device = s["CUDA_VISIBLE_DEVICES"]
+        assert device_of.setdefault(s["pid"], device) == device  # a process keeps its device
+        assert s["JAX_PLATFORMS"] is None and s["XLA_PYTHON_CLIENT_PREALLOCATE"] is None
+        assert s["XLA_FLAGS"] is None and s["cores"] == sorted(os.sched_getaffinity(0))
+    assert len({s["pid"] for s in out}) == 2  # 6 candidates, 2 processes: workers are reused
+    assert sorted(device_of[p] for p in {s["pid"] for s in out}) == ["0", "1"]
+    assert died.lost and died.error == "worker failed: killed by SIGKILL"
+    assert {s["CUDA_VISIBLE_DEVICES"] for s in after} <= {"0", "1"}
+    assert len({s["pid"] for s in after} - {s["pid"] for s in out}) <= 1  # one replacement
+
+
+def test_explicit_pool_stays_on_cpu_on_a_gpu_host(no_device_env):
+    no_device_env.setenv(devices.OVERRIDE, "gpu:2")
+    ex = executors.make("pool", workers=1)
+    try:
+        ex.submit("a", SEEN, 0)
+        out = drain(ex)["a"].value
+    finally:
+        ex.close()
+    assert out["JAX_PLATFORMS"] == "cpu" and out["CUDA_VISIBLE_DEVICES"] is None
+
+
+def test_devices_are_found_without_jax(no_device_env):
+    assert devices.parse_override("3") == devices.Accelerators("gpu", ("0", "1", "2"))
+    assert devices.parse_override("tpu:4").kind == "tpu" and not devices.parse_override("none")
+    with pytest.raises(ValueError, match="LFE_ACCELERATORS='x:2': expected 0, N, gpu:N or tpu:N"):
+        devices.parse_override("x:2")
+    assert not devices.local({"JAX_PLATFORMS": "cpu"})  # CPU asked for: the CPU pool
+    assert devices.local({devices.OVERRIDE: "1", "JAX_PLATFORMS": "cpu"})  # the override wins
+    assert devices.visible(["0", "1", "2"], None) == ("0", "1", "2")
+    assert devices.visible(["0", "1", "2"], "2,0") == ("2", "0")  # the physical ids, in order
+    assert devices.visible(["0", "1"], "1,-1,0") == ("1",) and devices.visible(["0"], "") == ()
+    gpus = devices.Accelerators("gpu", ("0", "1"))
+    assert devices.workers_for(gpus) == 2 and devices.workers_for(gpus, 4) == 4
+    assert devices.worker_env(gpus, 1, 2) == {"CUDA_VISIBLE_DEVICES": "1"}
+    assert devices.worker_env(gpus, 3, 4) == {"CUDA_VISIBLE_DEVICES": "1",
+                                              "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+    tpus = devices.Accelerators("tpu", ("0", "1", "2", "3"))
+    assert devices.workers_for(tpus, 8) == 4  # a chip serves one process
+    env = devices.worker_env(tpus, 2, 4)
+    assert env["TPU_VISIBLE_CHIPS"] == "2" and env["TPU_PROCESS_BOUNDS"] == "1,1,1"
+    assert env["TPU_MESH_CONTROLLER_PORT"] == str(devices.TPU_PORT + 2)
+    assert str(gpus) == "2 GPUs" and str(devices.Accelerators()) == "no accelerator"
+
+
+def test_devices_executor_is_refused_in_one_line_on_a_cpu_host(no_device_env):
+    no_device_env.setenv(devices.OVERRIDE, "0")
+    with pytest.raises(ValueError, match="^executor 'devices' needs an accelerator"):
+        executors.make("devices")
+    import ml_collections
+
+    with pytest.raises(ValueError, match="^config.executor 'devices' needs an accelerator"):
+        executors.check_runner(ml_collections.ConfigDict({"executor": "devices"}))
+    executors.check_runner(ml_collections.ConfigDict({"executor": "auto"}))

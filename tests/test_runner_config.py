@@ -26,7 +26,7 @@ def test_every_training_mode_has_one_runner_block():
                         (evolve, "seed")):
         c = mode.default_config()
         assert RUNNER | {seeds} <= set(c), mode.__name__
-        assert c.executor == "pool" and c.workers == 0 and c.data_dir == ""
+        assert c.executor == "auto" and c.workers == 0 and c.data_dir == ""  # by the hardware
         assert c.ray.to_dict() == executors.ray_config().to_dict()
     assert "seed" not in compare.default_config() and "seeds" not in evolve.default_config()
 
@@ -75,7 +75,7 @@ def test_the_committed_cpu_evolution_run_resumes(tmp_path):
         rundir.claim(str(tmp_path), c, may_change=evolve.RESUMABLE_CHANGES)
 
 
-BAD = [("executor", "nope", "unknown executor 'nope'; available: inprocess, pool"),
+BAD = [("executor", "nope", "unknown executor 'nope'; available: auto, inprocess, pool, devices"),
        ("workers", -1, "config.workers must be an integer >= 0, got -1"),
        ("max_task_retries", -1, "config.max_task_retries must be an integer >= 0, got -1"),
        ("ray.num_gpus", -0.5, "config.ray.num_gpus must be a number >= 0, got -0.5"),

@@ -1,16 +1,25 @@
-"""The ``pool`` executor: tasks in spawned worker processes, one pinned core each.
+"""The process pools: tasks in spawned, long-lived worker processes, one task per worker at a time.
 
-Workers start with *spawn* (never fork: JAX is multithreaded) and pin themselves to a core and
-set single-threaded XLA before anything imports JAX: on 2 cores, two single-core workers
-evaluate more candidates per hour than one process using both (BENCHMARKS.md §3). They start
-with ``lfe.core.malloc``'s glibc settings (faster XLA:CPU steps), which glibc reads only at
-process start: the pool puts them into this process's environment while it lives (workers are
-spawned on demand) and restores the environment when it is closed.
+``ProcessPoolExecutor`` (executor ``pool``) is the CPU pool: one worker per core, each pinned to
+its core with single-threaded XLA and ``JAX_PLATFORMS=cpu`` set before anything imports JAX: on 2
+cores, two single-core workers evaluate more candidates per hour than one process using both
+(BENCHMARKS.md §3). ``DevicePoolExecutor`` (executor ``devices``; what ``auto`` picks on a host
+with accelerators, ``lfe.executors.devices``) starts one worker per accelerator instead, each
+with that device made its only visible one (``CUDA_VISIBLE_DEVICES=<i>``, or one TPU chip) and
+nothing of the CPU pool's: no pinning, no single-threaded XLA, no ``JAX_PLATFORMS=cpu``. Either
+way a worker serves task after task in one process, so it imports JAX, loads the dataset
+(``lfe.training.fitness.load_dataset`` is cached per process) and compiles its steps once, not
+per candidate.
+
+Workers start with *spawn* (never fork: JAX is multithreaded) and with ``lfe.core.malloc``'s
+glibc settings, which glibc reads only at process start: the pool puts them into this process's
+environment while it lives (workers are spawned on demand) and restores the environment when it
+is closed.
 
 Each worker runs one task at a time over its own pipe, so the pool always knows which task a
 worker runs. When a worker dies (killed, out of memory, a crash in native code) only its task is
 reported, as ``worker failed: ...`` (``lost`` when a signal from outside killed it:
-``death``), and a new worker pinned to the same core takes its place; the other workers and
+``death``), and a new worker on the same core or device takes its place; the other workers and
 their tasks go on untouched (``concurrent.futures``' pool, by contrast, breaks and fails every
 pending task when one worker dies). ``close`` stops idle workers and kills busy ones.
 """
@@ -22,12 +31,12 @@ import collections
 import multiprocessing as mp
 import multiprocessing.connection as mp_connection
 import os
-import queue
 import signal
 import threading
 import time
 
 from lfe.core import malloc
+from lfe.executors import devices
 from lfe.executors.base import Outcome, call
 
 # Signals a process raises on itself when it faults: its task's doing (charged, lfe.core.retry).
@@ -36,18 +45,20 @@ FAULT_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.
                            signal.SIGABRT, signal.SIGSYS, signal.SIGTRAP})
 
 
-def _init_worker(cores: mp.Queue, threads: int) -> None:
-    """Pins this worker to a core (when there is one left) before anything imports JAX; makes
-    it end with its controller (``exit_with_parent``) and leave Ctrl-C to the controller (which
-    stops busy workers itself when it stops: ``lfe.core.stop``)."""
+def _init_worker(slot, threads: int) -> None:
+    """Sets this worker up before anything imports JAX: a device worker (``slot``: the
+    environment of its device, ``devices.worker_env``) takes its device's variables and nothing
+    else; a CPU worker is pinned to core ``slot`` (None: not pinned) with ``JAX_PLATFORMS=cpu``
+    and, when it owns one core (``threads`` 1), single-threaded XLA. Either ends with its
+    controller (``exit_with_parent``) and leaves Ctrl-C to the controller (which stops busy
+    workers itself when it stops: ``lfe.core.stop``)."""
     exit_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        core = cores.get_nowait()
-    except Exception:  # noqa: BLE001 - a replacement worker finds the queue empty: no pinning
-        core = None
-    if core is not None and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {core})
+    if isinstance(slot, dict):
+        os.environ.update(slot)
+        return
+    if slot is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {slot})
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     flags = os.environ.get("XLA_FLAGS", "")
     if threads == 1:
@@ -92,13 +103,11 @@ def death(exitcode: int | None) -> Outcome:
     return Outcome(error=f"worker failed: its process exited with status {exitcode}")
 
 
-def _serve(conn, core: int | None, threads: int) -> None:
-    """A worker's life: set up on ``core`` (None: not pinned) by ``_init_worker``, then run the
-    tasks it is sent, one at a time, until told to stop (``None``) or the controller is gone."""
-    cores = queue.Queue()  # _init_worker takes its core from a queue: this worker's own
-    if core is not None:
-        cores.put(core)
-    _init_worker(cores, threads)
+def _serve(conn, slot, threads: int) -> None:
+    """A worker's life: set up on ``slot`` (a core, None, or a device's environment) by
+    ``_init_worker``, then run the tasks it is sent, one at a time, until told to stop
+    (``None``) or the controller is gone."""
+    _init_worker(slot, threads)
     while True:
         try:
             task = conn.recv()
@@ -120,16 +129,22 @@ def _serve(conn, core: int | None, threads: int) -> None:
             conn.send(Outcome(error=f"result not sendable: {type(e).__name__}: {e}"))
 
 
-class _Worker:
-    """One worker process, its end of the pipe, its core (None: not pinned) and its task."""
+def _slot_name(slot) -> str:
+    return ",".join(f"{k}={v}" for k, v in slot.items() if "VISIBLE" in k)[:60] \
+        if isinstance(slot, dict) else str(slot)
 
-    def __init__(self, ctx, core: int | None, threads: int):
+
+class _Worker:
+    """One worker process, its end of the pipe, its slot (a core, None: not pinned, or a
+    device's environment) and its task."""
+
+    def __init__(self, ctx, slot, threads: int):
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_serve, args=(child, core, threads),
-                                   name=f"lfe-pool-worker-{core}")
+        self.process = ctx.Process(target=_serve, args=(child, slot, threads),
+                                   name=f"lfe-pool-worker-{_slot_name(slot)}")
         self.process.start()
         child.close()
-        self.core = core
+        self.slot = slot
         self.task: str | None = None  # key of the task it runs
 
     def stop(self, kill: bool) -> None:
@@ -150,18 +165,21 @@ class _Worker:
 
 
 class ProcessPoolExecutor:
-    """Runs tasks in spawned worker processes, ``workers`` at once (default: one per core)."""
+    """Runs tasks in spawned worker processes, ``workers`` at once (default: one per core),
+    or one per entry of ``slots`` (device environments: ``DevicePoolExecutor``)."""
 
-    def __init__(self, workers: int | None = None, pin: bool = True):
+    def __init__(self, workers: int | None = None, pin: bool = True,
+                 slots: list[dict] | None = None):
         available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
             else list(range(os.cpu_count() or 1))
-        self.capacity = int(workers or len(available))
+        self.capacity = len(slots) if slots else int(workers or len(available))
         self._saved_env = {k: os.environ.get(k) for k in malloc.env(os.environ)
                            if os.environ.get(k) != malloc.env(os.environ)[k]}
         os.environ.update(malloc.env(os.environ))  # until close(): workers spawn on demand
         self._ctx = mp.get_context("spawn")
         pinned = pin and self.capacity <= len(available)
-        self._cores = list(available[: self.capacity]) if pinned else [None] * self.capacity
+        self._slots = (list(slots) if slots else list(available[: self.capacity]) if pinned
+                       else [None] * self.capacity)  # what the next workers start on
         self._threads = max(1, len(available) // self.capacity)
         self._queue: collections.deque = collections.deque()  # (key, target, args) not started
         self._workers: list[_Worker] = []
@@ -183,7 +201,7 @@ class ProcessPoolExecutor:
             if idle is None:
                 if len(self._workers) >= self.capacity:
                     return
-                idle = _Worker(self._ctx, self._cores.pop(0), self._threads)
+                idle = _Worker(self._ctx, self._slots.pop(0), self._threads)
                 self._workers.append(idle)
             key, target, args = self._queue[0]
             try:
@@ -197,7 +215,7 @@ class ProcessPoolExecutor:
     def _replace(self, dead: _Worker) -> None:
         dead.stop(kill=True)
         self._workers.remove(dead)
-        self._cores.append(dead.core)  # its replacement is pinned to the same core
+        self._slots.append(dead.slot)  # its replacement takes the same core or device
 
     def wait_any(self) -> list[tuple[str, Outcome]]:
         """At least one finished task (its value or error; a dead worker's task as ``worker
@@ -241,3 +259,20 @@ class ProcessPoolExecutor:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+class DevicePoolExecutor(ProcessPoolExecutor):
+    """One long-lived worker process per accelerator of this host (``lfe.executors.devices``),
+    each seeing only its own device; ``workers`` more than the GPUs share them round-robin
+    (without preallocation), fewer use the first ones; TPUs take one worker per chip at most.
+    Refuses, in one line, a host without accelerators."""
+
+    def __init__(self, workers: int | None = None, accelerators=None):
+        found = devices.local() if accelerators is None else accelerators
+        if not found:
+            raise ValueError("executor 'devices' needs an accelerator and this host has none "
+                             "(nvidia-smi, /dev/accel*, $LFE_ACCELERATORS); use executor "
+                             "'pool' (or 'auto') on a CPU host")
+        n = devices.workers_for(found, workers or 0)
+        self.accelerators = found
+        super().__init__(slots=[devices.worker_env(found, i, n) for i in range(n)])

@@ -281,12 +281,13 @@ def run(config, workdir: str) -> dict:
 def _run(config, workdir: str) -> dict:
     rundir.claim(workdir, config, may_change=RESUMABLE_CHANGES)
     r = _Run(config, workdir)
-    print(f"evolve: {'resuming' if r.resumed else 'starting'} in {workdir} "
-          f"({config.executor} executor)", flush=True)
+    chosen = executors.resolve(config.executor)  # auto: devices or pool, by the hardware
+    print(f"evolve: {'resuming' if r.resumed else 'starting'} in {workdir} ({config.executor} "
+          f"executor{': ' + chosen if chosen != config.executor else ''})", flush=True)
     r.replay_events()
     executor = None
     try:
-        executor = executors.make(config.executor, config.get("workers") or None,
+        executor = executors.make(chosen, config.get("workers") or None,
                                   config.get("ray"))
         _evolve(r, executor)
         r.write_outputs(final=True)
