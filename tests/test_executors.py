@@ -209,3 +209,24 @@ def test_devices_executor_is_refused_in_one_line_on_a_cpu_host(no_device_env):
     with pytest.raises(ValueError, match="^config.executor 'devices' needs an accelerator"):
         executors.check_runner(ml_collections.ConfigDict({"executor": "devices"}))
     executors.check_runner(ml_collections.ConfigDict({"executor": "auto"}))
+
+
+def test_an_evolution_on_a_gpu_host_runs_on_device_workers(no_device_env, tmp_path, capsys):
+    """The default executor of a faked 2-GPU host: the run ends complete, with its figures drawn
+    in a CPU-only helper (the controller starts no JAX backend on its workers' devices)."""
+    from configs import quickstart
+    from lfe import worker
+    from lfe.core import rundir
+    from lfe.experiments import evolve
+
+    no_device_env.setenv(devices.OVERRIDE, "2")
+    c = quickstart.get_config("runlocal")
+    assert c.executor == "auto"
+    c.initial_population, c.population_size, c.tournament_size, c.max_iterations = 4, 3, 2, 3
+    c.plot_every = 2
+    with worker.substitute(evaluate="tests.fake_fitness:evaluate"):
+        evolve.run(c, str(tmp_path))
+    assert "(auto executor: devices)" in capsys.readouterr().out
+    state = rundir.load_state(str(tmp_path))
+    assert state["iterations_done"] == 3 and not state["in_flight"]
+    assert {"best.json", "evolution.png"} <= set(os.listdir(tmp_path))

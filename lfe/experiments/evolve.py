@@ -13,7 +13,9 @@ with status ``error`` and its last error; the other evaluations in flight go on.
 
 With ``executor: ray`` the controller (this process) keeps all evolution state and never imports
 JAX: training runs only in workers, and the figures (which need the losses, hence JAX) are
-drawn in a spawned helper process. ``state.json`` holds the in-flight candidates (saved before
+drawn in a spawned helper process (CPU-only). With ``devices`` (what ``auto`` is on an
+accelerator host) the figures are drawn there too, so the controller never starts a JAX backend
+on the GPUs its workers use. ``state.json`` holds the in-flight candidates (saved before
 they are submitted), so a restarted controller submits them again; only the controller writes
 ``events.jsonl`` and a candidate is told once, so a result is never counted twice.
 """
@@ -77,7 +79,8 @@ class _Run:
     def __init__(self, config, workdir: str):
         self.config, self.workdir = config, workdir
         self.params = params_of(config)
-        self.isolated = config.executor == "ray"  # no JAX in this process
+        # no JAX computation in this process where workers need the devices (or on Ray)
+        self.isolated = executors.resolve(config.executor) in ("ray", "devices")
         self.evaluate = worker.target("evaluate")
         self.fitness_cfg = config.fitness.to_dict()
         saved = rundir.load_state(workdir)
