@@ -84,3 +84,47 @@ def test_gpu_suite_tiny_runs_on_cpu_and_rewrites_its_section_from_json(tmp_path)
     assert text.count("<!-- bench:gpu-suite-cpu -->") == 1
     assert "| convnet | " in text and "bf16 compute option is not built" in text
     assert gpu_suite.render(saved) in text
+
+
+def test_keras_convnet_schedule_interleaves_and_report_takes_ratios_within_repeats():
+    from bench import keras_convnet
+
+    order = keras_convnet.schedule(["jax_step", "keras"], ["all", "1"], 2)
+    assert order == [(0, "all", "jax_step"), (0, "all", "keras"), (0, "1", "jax_step"),
+                     (0, "1", "keras"), (1, "1", "keras"), (1, "1", "jax_step"),
+                     (1, "all", "keras"), (1, "all", "jax_step")]
+
+    def res(rate, cpu):
+        return {"blocks": [{"steps_per_s": rate, "cpu_ms_per_step": cpu},
+                           {"steps_per_s": rate / 2, "cpu_ms_per_step": 2 * cpu}],
+                "compile_s": 1.0}
+
+    results = {("1", "jax_step"): [res(10.0, 100.0), res(20.0, 50.0)],
+               ("1", "keras"): [res(20.0, 50.0), res(20.0, 100.0)]}
+    text = keras_convnet.report(results, ["jax_step", "keras"], ["1"], repeats=2, steps=3,
+                                blocks=2, loss="cross_entropy",
+                                params=((13930, 72), (13930, 72)), notes=["torch skipped"])
+    assert "| 1 core | jax_step / keras | 0.75 (0.5–1) | 1.25 (0.5–2) |" in text
+    assert "13,930 + 72 (equal)" in text and "- torch skipped" in text
+    keep, notes = keras_convnet.available(["jax_step", "keras"], None)
+    assert keep == ["jax_step"] and "keras skipped" in notes[0]
+    with pytest.raises(ValueError, match="unknown variant"):
+        keras_convnet.available(["jax"], None)
+
+
+def test_keras_convnet_tiny_runs_the_project_step_and_keras_where_tensorflow_is():
+    """One thread setting, 3 steps; the Keras variant only where this venv has TensorFlow (the
+    bench's own TensorFlow lives in .venv-bench, not in the test venv)."""
+    import importlib.util
+    import sys
+
+    from bench import keras_convnet
+
+    variants = ["jax_step"]
+    if importlib.util.find_spec("tensorflow") is not None:
+        variants.append("keras")
+    text = keras_convnet.main(["--tiny", "--threads", "1", "--variants", ",".join(variants),
+                               "--keras-python", sys.executable, "--no-write"])
+    assert "| 1 core | jax_step |" in text and "13,930 trainable + 72 BatchNorm" in text
+    if "keras" in variants:
+        assert "jax_step / keras" in text and "(equal)" in text
