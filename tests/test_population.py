@@ -76,7 +76,7 @@ def test_vmapped_step_params_match_sequential_steps():
     augment = population.progressive.augment_for_phase(  # as `run` builds it: compiled once
         population.progressive.resolve_augment("unit"), population.progressive.Phase(12))
     step_fn, _, _ = population._population_fns(model, augment, "paper", shared_data=False)
-    tx = population.optimizer(config)
+    tx = population.shared_optimizer(config)
     keys = [jax.random.split(jax.random.PRNGKey(s)) for s in seeds]
     singles = [T.create_train_state(key[0], model, images.shape[1:], tx) for key in keys]
     states = jax.tree.map(lambda *xs: jnp.stack(xs), *singles)

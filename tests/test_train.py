@@ -321,3 +321,35 @@ def test_init_is_compiled_once_per_model():
 
     v = train.init_variables(jax.random.PRNGKey(0), Unhashable(num_classes=3), (32, 32, 3))
     assert train._jitted_init.cache_info().currsize == 1 and v["params"]
+
+
+# ---------------------------------------------------------------- the data form: one compile
+
+def compiles(caplog, name: str) -> int:
+    """How many times JAX compiled a function called ``name`` (``jax.log_compiles`` lines)."""
+    return sum(f"Compiling jit({name})" in r.getMessage() for r in caplog.records)
+
+
+def test_one_compiled_step_trains_two_genomes_as_the_unrolled_form_does(caplog):
+    """Two genomes in the data form train through one compiled train step and one eval step
+    (the codes are arguments), and each run equals the unrolled form's run up to float
+    rounding."""
+    from lfe.core import genome as G
+    from lfe.training import compile as C
+
+    ce = G.make([("ln", ["yhat"]), ("mul", ["y", "h0"]), ("neg", ["h0"]), ("neg", ["h0"]),
+                 ("neg", ["h1"])])
+    other = G.make([("sqrt", ["yhat"]), ("mul", ["y", "h0"]), ("neg", ["h1"]), ("abs", ["h0"]),
+                    ("add", ["h2", "h1"])])
+    short = {"steps": 100, "eval_every": 50}
+    with jax.log_compiles(True), caplog.at_level("WARNING"):
+        data = [run(C.data_loss(g, 1), **short) for g in (ce, other)]
+    assert compiles(caplog, "_program_step") == 1 and compiles(caplog, "eval_step") <= 1
+    for g, got in zip((ce, other), data, strict=True):
+        want = run(C.to_loss(g, 1), **short)
+        assert got.status == want.status and got.steps_run == want.steps_run
+        for (step, train_acc, val_acc, loss), ref in zip(got.curve, want.curve, strict=True):
+            assert step == ref[0]
+            np.testing.assert_allclose([train_acc, val_acc], ref[1:3], atol=0.02)
+            np.testing.assert_allclose(loss, ref[3], rtol=1e-3, atol=1e-5)
+    assert data[0].curve != data[1].curve  # two genomes, two different runs

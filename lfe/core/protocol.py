@@ -27,7 +27,9 @@ def trainer_defaults() -> ml_collections.ConfigDict:
     pretrained-weights file for `lfe.training.models.pretrained.load_variables`),
     `checkpoint_every` (steps between mid-training checkpoints, `checkpoint_every()`; absent or 0:
     none, as in these short CPU protocols, whose configs and task arguments it leaves as they
-    were; the paper's large-model protocols set `CHECKPOINT_EVERY`).
+    were; the paper's large-model protocols set `CHECKPOINT_EVERY`), `loss_form` ("data", the
+    default: an evolved loss is trained in the data form, one compiled step for every genome;
+    "unrolled": compiled per loss; `lfe.training.losses.LOSS_FORMS`).
     """
     return ml_collections.ConfigDict(
         {

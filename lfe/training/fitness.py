@@ -68,7 +68,7 @@ def train_once(loss: losses_lib.LossDef, protocol: Any, dataset: data_lib.Datase
                       **dict(protocol.get("model_kwargs") or {}))
     validate = bool(protocol.get("validate", True))
     return train_lib.run(
-        model, loss.loss, protocol, seed=seed,
+        model, loss.training_loss(protocol.get("loss_form", "data")), protocol, seed=seed,
         train_images=dataset.train_images, train_labels=dataset.train_labels,
         val_images=dataset.val_images if validate else None,
         val_labels=dataset.val_labels if validate else None,

@@ -44,6 +44,7 @@ from lfe.core.ops import EPS
 from lfe.training import compile as compile_lib
 
 Term = Callable[[jax.Array, jax.Array], jax.Array]
+LOSS_FORMS = ("data", "unrolled")  # how an evolved loss is compiled (``LossDef.training_loss``)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,12 +56,24 @@ class LossDef:
     genome: Genome | None = None
     sign: int = 1  # orientation applied to the genome's graph output
     formula: str = ""  # the paper's printed formula, for reference
+    from_graph: bool = False  # term is sign × the genome's graph (``from_genome``)
 
     def loss(self, y, yhat) -> jax.Array:
         """The trainer's contract: ``loss(y, yhat) -> [batch]`` on probabilities, float32."""
         y = jnp.asarray(y, jnp.float32)
         yhat = jnp.asarray(yhat, jnp.float32)
         return jnp.sum(self.term(y, yhat), axis=-1)
+
+    def training_loss(self, form: str = "data") -> Callable:
+        """The loss the trainer gets. For a loss made from its genome's graph (``from_genome``)
+        in ``form`` "data", the data form ``compile.DataLoss`` (the same values and gradients;
+        one compiled train step serves every genome of its op set); otherwise ``loss`` (the
+        unrolled form, compiled per loss)."""
+        if form not in LOSS_FORMS:
+            raise ValueError(f"unknown loss form {form!r}; available: {', '.join(LOSS_FORMS)}")
+        if form == "data" and self.from_graph:
+            return compile_lib.data_loss(self.genome, self.sign)
+        return self.loss
 
     def __call__(self, logits, labels) -> jax.Array:
         """The drop-in form: ``(logits, labels or targets) -> [batch]``."""
@@ -97,7 +110,8 @@ def from_genome(g: Genome, sign: int | None = None, name: str = "evolved", *,
     if sign is None:
         sign = _checked_sign(g, allow_rejected)
     f = compile_lib.graph_fn(g)
-    return LossDef(name, lambda y, yhat: sign * f(y, yhat), genome=g, sign=sign)
+    return LossDef(name, lambda y, yhat: sign * f(y, yhat), genome=g, sign=sign,
+                   from_graph=True)
 
 
 def _checked_sign(g: Genome, allow_rejected: bool) -> int:

@@ -46,7 +46,7 @@ from lfe.training import train as train_lib
 from lfe.training.data import augment as augment_lib
 from lfe.training.data import pipeline
 from lfe.training.models import get_model
-from lfe.training.schedules import make_optimizer
+from lfe.training.schedules import shared_optimizer
 
 # Measured best K per JAX backend (bench/population.py, BENCHMARKS.md). 1 = sequential runs.
 # XLA:CPU: K=2 ran at ≈0.25-0.5× sequential throughput, so never vmap there.
@@ -69,16 +69,9 @@ def default_k(mode: str = "auto", backend: str | None = None, k: int = 0) -> int
 
 
 def genome_loss(code: dict, sign: jax.Array, op_set: str) -> train_lib.LossFn:
-    """``loss(y, yhat) -> [batch]`` of one encoded genome (traced arrays: vmap-able), as
-    ``compile.to_loss`` computes it: ``sign`` × graph output summed over classes, float32."""
-
-    def loss(y, yhat):
-        y, yhat = jnp.asarray(y, jnp.float32), jnp.asarray(yhat, jnp.float32)
-        out = compile_lib.evaluate_one(code["ops"], code["args"], code["order"], y, yhat,
-                                       op_set=op_set)
-        return sign * jnp.sum(out, axis=-1)
-
-    return loss
+    """``loss(y, yhat) -> [batch]`` of one encoded genome (traced arrays: vmap-able): the data
+    form ``compile.GenomeProgram``, which computes what ``compile.to_loss`` does."""
+    return compile_lib.DataLoss(compile_lib.GenomeProgram(op_set), {**code, "sign": sign})
 
 
 def _where(mask: jax.Array, new: Any, old: Any) -> Any:
@@ -119,23 +112,6 @@ def _cached_fns(model, augment_json: str, op_set: str, shared_data: bool):
         return jax.vmap(lambda s: train_lib.eval_step(s, batch, augment_fn=eval_aug))(states)
 
     return jax.jit(step, donate_argnums=(0, 1)), jax.jit(evaluate), eval_aug
-
-
-_NOT_OPTIMIZER = ("steps", "stop_rules", "eval_every", "eval_batch_size", "validate")
-
-
-def optimizer(config: Any):
-    """``make_optimizer(config)``, one object per distinct setting: the optimizer is part of the
-    train state's tree structure, so an equal object lets later populations reuse the compiled
-    step instead of compiling it again (the fields that only the loop reads are left out)."""
-    d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-    return _cached_optimizer(json.dumps({k: v for k, v in d.items() if k not in _NOT_OPTIMIZER},
-                                        sort_keys=True, default=str))
-
-
-@functools.lru_cache(maxsize=16)
-def _cached_optimizer(key: str):
-    return make_optimizer(json.loads(key))
 
 
 def run(
@@ -183,7 +159,7 @@ def run(
     init_rngs, step_rngs = keys[:, 0], keys[:, 1]
     shape = jax.eval_shape(lambda x: eval_aug(init_rngs[0], {"image": x})["image"],
                            jax.ShapeDtypeStruct(train_images[:1].shape, train_images.dtype)).shape
-    tx = optimizer(config)
+    tx = shared_optimizer(config)
     states = jax.vmap(lambda r: train_lib.create_train_state(r, model, shape[1:], tx))(init_rngs)
     code = compile_lib.encode(list(genomes))
     codes = {name: jnp.asarray(v) for name, v in code.items()}

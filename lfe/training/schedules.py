@@ -9,6 +9,8 @@ of the run.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -174,3 +176,22 @@ def make_optimizer(cfg: Any) -> optax.GradientTransformation:
         parts.append(optax.sgd(schedule, momentum=float(_get(cfg, "momentum", 0.9)), nesterov=True))
         return optax.chain(*parts)
     raise ValueError(f"unknown optimizer {name!r}; available: {', '.join(_OPTIMIZERS)}")
+
+
+OPTIMIZER_FIELDS = ("optimizer", "learning_rate", "schedule", "warmup_steps", "hold_steps",
+                    "total_steps", "b1", "b2", "eps", "keras_eps", "weight_decay", "momentum")
+
+
+def shared_optimizer(cfg: Any) -> optax.GradientTransformation:
+    """``make_optimizer(cfg)``, one object per distinct setting of the fields it reads
+    (``OPTIMIZER_FIELDS``): the optimizer is part of a train state's tree structure, so an equal
+    object lets a later run of the same setting reuse the compiled step instead of compiling it
+    again."""
+    fields = {k: _get(cfg, k, None) for k in OPTIMIZER_FIELDS}
+    return _cached_optimizer(json.dumps(fields, sort_keys=True, default=str))
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_optimizer(key: str) -> optax.GradientTransformation:
+    return make_optimizer({k: v for k, v in json.loads(key).items() if v is not None})
+

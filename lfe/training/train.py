@@ -42,10 +42,11 @@ from flax.training import train_state
 
 from lfe.core import protocol
 from lfe.training import checkpoint, loop, parallel, progressive
+from lfe.training import compile as compile_lib
 from lfe.training.data import augment as augment_lib
 from lfe.training.data import pipeline
 from lfe.training.loop import TrainResult
-from lfe.training.schedules import make_optimizer
+from lfe.training.schedules import shared_optimizer
 
 Batch = dict[str, Any]
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -204,29 +205,81 @@ class _PhaseFns:
 
     model: Any
     eval_augment: AugmentFn
-    step_fn: Callable
+    step_fn: Callable  # step_fn(state, totals, batch, rng, loss_params)
     eval_fn: Callable
 
 
-def _phase_fns(phase, model, loss_fn, augment, preprocess_fn, mesh) -> _PhaseFns:
-    """Builds (does not compile) the functions of `phase`; the first call compiles them."""
-    model = progressive.model_for_phase(model, phase)
-    if augment is None:
-        train_aug = image_augment(preprocess_fn, train=True)
-        eval_aug = image_augment(preprocess_fn, train=False)
-    else:
-        cfg = progressive.augment_for_phase(augment, phase)
-        train_aug = augment_lib.make_preprocess_fn(cfg, train=True)
-        eval_aug = augment_lib.make_preprocess_fn(cfg, train=False)
-    step = functools.partial(accumulating_train_step, loss_fn=loss_fn, augment_fn=train_aug,
+_MODELS: dict = {}  # one object per equal model: bound `apply` methods compare by identity
+
+
+def _shared_model(model):
+    try:
+        return _MODELS.setdefault(model, model)
+    except TypeError:  # an unhashable user model: not shared
+        return model
+
+
+def _augments(augment_key: str | None, preprocess_fn) -> tuple[AugmentFn, AugmentFn]:
+    """(train, eval) augmentation: from a phase's augment config as JSON, else `preprocess_fn`."""
+    if augment_key is None:
+        return (image_augment(preprocess_fn, train=True),
+                image_augment(preprocess_fn, train=False))
+    cfg = json.loads(augment_key)
+    return (augment_lib.make_preprocess_fn(cfg, train=True),
+            augment_lib.make_preprocess_fn(cfg, train=False))
+
+
+def _program_step(state, totals, batch, rng, loss_params, *, program, **kwargs):
+    """`accumulating_train_step` with the loss `program(loss_params, y, yhat)`: the params are an
+    argument, so one compiled step serves every loss of the program (`compile.DataLoss`)."""
+    return accumulating_train_step(state, totals, batch, rng,
+                                   loss_fn=functools.partial(program, loss_params), **kwargs)
+
+
+def _build_fns(model, program, augment_key, preprocess_fn, mesh) -> _PhaseFns:
+    train_aug, eval_aug = _augments(augment_key, preprocess_fn)
+    step = functools.partial(_program_step, program=program, augment_fn=train_aug,
                              num_classes=model.num_classes)
     return _PhaseFns(
         model=model,
         eval_augment=eval_aug,
-        step_fn=parallel.jit_data_parallel(step, mesh, num_args=4, batch_argnums=(2,),
+        step_fn=parallel.jit_data_parallel(step, mesh, num_args=5, batch_argnums=(2,),
                                            donate_argnums=(0, 1)),
-        eval_fn=parallel.jit_data_parallel(functools.partial(eval_step, augment_fn=eval_aug),
-                                           mesh, num_args=2, batch_argnums=(1,)))
+        eval_fn=_eval_fn(model, augment_key, preprocess_fn, mesh))
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_fns(*key) -> _PhaseFns:
+    return _build_fns(*key)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_eval_fn(model, augment_key, preprocess_fn, mesh) -> Callable:
+    eval_aug = _augments(augment_key, preprocess_fn)[1]
+    return parallel.jit_data_parallel(functools.partial(eval_step, augment_fn=eval_aug), mesh,
+                                      num_args=2, batch_argnums=(1,))
+
+
+def _eval_fn(*key) -> Callable:
+    try:
+        return _cached_eval_fn(*key)
+    except TypeError:
+        return _cached_eval_fn.__wrapped__(*key)
+
+
+def _phase_fns(phase, model, program, augment, preprocess_fn, mesh) -> _PhaseFns:
+    """The functions of `phase`, built once per process for each distinct (model, loss program,
+    augmentation, mesh) — not per run, so a worker that trains many candidates of one protocol
+    compiles its step and eval functions once (the loss params are an argument of the step).
+    Unhashable parts (a user's model or loss) get functions of their own."""
+    model = _shared_model(progressive.model_for_phase(model, phase))
+    augment_key = None if augment is None else json.dumps(
+        progressive.augment_for_phase(augment, phase), sort_keys=True, default=str)
+    key = (model, program, augment_key, preprocess_fn, mesh)
+    try:
+        return _cached_fns(*key)
+    except TypeError:
+        return _build_fns(*key)
 
 
 def _initial_state(rng: jax.Array, fns: _PhaseFns, sample: np.ndarray, config) -> TrainState:
@@ -239,7 +292,7 @@ def _initial_state(rng: jax.Array, fns: _PhaseFns, sample: np.ndarray, config) -
 
         variables = pretrained.load_variables(config.init_from, fns.model, shape[1],
                                                fns.model.num_classes, rng=rng)
-    return create_train_state(rng, fns.model, shape[1:], make_optimizer(config), variables)
+    return create_train_state(rng, fns.model, shape[1:], shared_optimizer(config), variables)
 
 
 def run(
@@ -301,11 +354,12 @@ def run(
     eval_batch_size = -(-int(config.get("eval_batch_size", 500)) // devices) * devices
     init_rng, step_rng = jax.random.split(jax.random.PRNGKey(seed))
 
+    program, loss_params = compile_lib.as_program(loss_fn)
     compiled: dict[tuple, _PhaseFns] = {}  # one set of functions per distinct phase setting
 
     def fns_of(phase) -> _PhaseFns:
         if phase.settings not in compiled:
-            compiled[phase.settings] = _phase_fns(phase, model, loss_fn, augment, preprocess_fn,
+            compiled[phase.settings] = _phase_fns(phase, model, program, augment, preprocess_fn,
                                                   mesh)
         return compiled[phase.settings]
 
@@ -322,6 +376,7 @@ def run(
     resume = {"start_step": progress.steps_run} if progress.steps_run else {}
     batches = train_batches(train_images, train_labels, int(config.batch_size), seed, **resume)
     step_rng = parallel.replicate(step_rng, mesh)
+    loss_params = parallel.replicate(loss_params, mesh)
 
     try:
         for boundary in (b for b in boundaries if b > progress.steps_run):
@@ -330,7 +385,7 @@ def run(
             state = state.replace(apply_fn=fns.model.apply)  # the phase's dropout rate
             totals = parallel.replicate(zero_totals(), mesh)
             for _ in range(boundary - progress.steps_run):
-                state, totals = fns.step_fn(state, totals, next(batches), step_rng)
+                state, totals = fns.step_fn(state, totals, next(batches), step_rng, loss_params)
             totals = jax.device_get(totals)
             if progress.diverged(totals):
                 break
