@@ -3,7 +3,8 @@
 Plain data in, plain data out, so a task can run in this process, a spawned worker or a Ray
 worker on another host. Controllers name them by target string (``TASKS``) and never import the
 training stack: this module is the boundary, and it loads ``lfe.training`` (JAX) only inside
-the functions, in the process that trains.
+the functions, in the process that trains, and points JAX's persistent compilation cache
+(``lfe.training.compilation_cache``) at its directory before training.
 
 Test seam: ``substitute(evaluate="tests.fake_fitness:evaluate")`` swaps a task's target for the
 duration of a ``with`` block; the target string travels with each submitted task, so the
@@ -55,8 +56,9 @@ def evaluate_candidate(spec: dict, fitness_config: dict, seed: int,
     ``checkpoint_every``); an interrupted evaluation resumes from them; removed when it ends."""
     import ml_collections
 
-    from lfe.training import checkpoint, fitness, losses
+    from lfe.training import checkpoint, compilation_cache, fitness, losses
 
+    compilation_cache.enable()
     cfg = ml_collections.ConfigDict(fitness_config)
     record = fitness.evaluate(losses.from_spec(spec), cfg, seed=seed, stage=stage,
                               checkpoint_dir=checkpoint_dir).to_dict()
@@ -67,8 +69,9 @@ def evaluate_candidate(spec: dict, fitness_config: dict, seed: int,
 def evaluate_candidates(specs: Sequence[dict], fitness_config: dict, seeds: Sequence[int],
                         stage: str = "surrogate") -> list[dict]:
     """``evaluate_candidate`` for K candidates trained at once (``vmap`` executor)."""
-    from lfe.training import population
+    from lfe.training import compilation_cache, population
 
+    compilation_cache.enable()
     return population.evaluate_population(specs, fitness_config, seeds, stage)
 
 
@@ -91,8 +94,9 @@ def train_cell(spec: dict, protocol: dict, dataset: str, data_dir: str, seed: in
     """
     import ml_collections
 
-    from lfe.training import fitness, losses
+    from lfe.training import compilation_cache, fitness, losses
 
+    compilation_cache.enable()
     data = fitness.load_splits(dataset, data_dir, train_split, eval_split)
     result = fitness.train_once(losses.from_spec(spec), ml_collections.ConfigDict(protocol),
                                 data, seed, checkpoint_dir)
