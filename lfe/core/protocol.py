@@ -29,7 +29,12 @@ def trainer_defaults() -> ml_collections.ConfigDict:
     none, as in these short CPU protocols, whose configs and task arguments it leaves as they
     were; the paper's large-model protocols set `CHECKPOINT_EVERY`), `loss_form` ("data", the
     default: an evolved loss is trained in the data form, one compiled step for every genome;
-    "unrolled": compiled per loss; `lfe.training.losses.LOSS_FORMS`).
+    "unrolled": compiled per loss; `lfe.training.losses.LOSS_FORMS`), `model_kwargs.dtype`
+    (the compute precision, `precision()`: absent or "float32" is float32 throughout, as every
+    protocol so far; "bfloat16" is mixed precision for the large models on accelerators:
+    convolutions, matmuls and activations in bfloat16, parameters, optimizer state, BatchNorm
+    statistics, logits → softmax → loss in float32; set it with `with_precision` or the
+    builders' `precision=`, never a `precision` key, which `check_protocols` refuses).
     """
     return ml_collections.ConfigDict(
         {
@@ -69,51 +74,87 @@ def checkpoint_every(protocol: Mapping[str, Any]) -> int:
     return every
 
 
+PRECISIONS = ("float32", "bfloat16")
+
+
+def precision(protocol: Mapping[str, Any]) -> str:
+    """A protocol's compute precision: its ``model_kwargs.dtype``, "float32" when absent."""
+    kwargs = protocol.get("model_kwargs") or {}
+    return str(kwargs.get("dtype", "float32") or "float32")
+
+
+def with_precision(protocol: ml_collections.ConfigDict, value: str) -> ml_collections.ConfigDict:
+    """``protocol`` (changed in place and returned) computing in ``value`` (``PRECISIONS``).
+
+    "bfloat16" builds the model with ``dtype="bfloat16"`` (every registered model has the field;
+    ``param_dtype`` stays float32: float32 master weights, float32 gradients and Adam state);
+    BatchNorm statistics are float32 (flax reduces and keeps them in float32) and the trainer
+    casts the logits to float32 before the softmax and the loss. bfloat16 has float32's exponent
+    range, so no loss scaling is needed. "float32" removes the key, so a float32 protocol's
+    config is what it was before precision existed."""
+    if value not in PRECISIONS:
+        raise ValueError(f"unknown precision {value!r}; available: {', '.join(PRECISIONS)}")
+    if protocol.get("model_kwargs") is None:
+        protocol.model_kwargs = ml_collections.ConfigDict()
+    kwargs = protocol.model_kwargs
+    if value == "float32":
+        if "dtype" in kwargs:
+            del kwargs["dtype"]
+    else:
+        kwargs.dtype = value
+    return protocol
+
+
 def training_protocol(**overrides) -> ml_collections.ConfigDict:
     """One training run: model, augmentation and the trainer's fields (``trainer_defaults``).
 
     The default is the paper's ConvNet protocol (Table 4): 8,000 steps, batch 128, Adam 1e-3,
     linear warm-up 800 then cosine, evaluation every 100 steps, inputs scaled to [0, 1]. With
     ``phases`` and no ``steps``, ``steps`` is the phases' sum; a mismatch is refused.
+    ``precision="bfloat16"``: mixed precision (``with_precision``).
     """
     p = trainer_defaults()
     p.model = "convnet"
     p.model_kwargs = ml_collections.ConfigDict()
     p.augment = "unit"  # a preset of lfe.training.data.augment.PRESETS, or {"train", "eval"}
     p.validate = True  # evaluate the validation split (the gate needs only training accuracy)
+    compute = overrides.pop("precision", "float32")
     if overrides.get("phases") and "steps" not in overrides:
         overrides["steps"] = sum(int(phase["steps"]) for phase in overrides["phases"])
     for key, value in overrides.items():
         p[key] = value
     check_steps(p)
-    return p
+    return with_precision(p, compute)
 
 
 def effnetv2_protocol(phases: list[dict], *, total_steps: int, hold_steps: int = 0,
-                      batch_size: int = 64, **overrides) -> ml_collections.ConfigDict:
+                      batch_size: int = 64, precision: str = "float32",
+                      **overrides) -> ml_collections.ConfigDict:
     """EfficientNetV2-S with progressive RandAugment (App. D): Adam 1e-3 (Keras form), linear
     warm-up over 6,400 steps, ``hold_steps`` at the peak, cosine to 0 at ``total_steps``;
     ``effnetv2`` augmentation (random square crop, RandAugment 2 layers, (x - 127.5)/128) whose
     image size, magnitude and the model's dropout follow ``phases``
-    (``lfe.training.progressive``); a checkpoint every ``CHECKPOINT_EVERY`` steps."""
+    (``lfe.training.progressive``); a checkpoint every ``CHECKPOINT_EVERY`` steps;
+    ``precision``: ``with_precision``."""
     protocol = training_protocol(
         model="efficientnetv2_s", augment="effnetv2", batch_size=batch_size,
         optimizer="adam", learning_rate=1e-3, schedule="warmup_cosine", warmup_steps=6400,
         hold_steps=hold_steps, total_steps=total_steps, phases=[dict(p) for p in phases],
-        checkpoint_every=CHECKPOINT_EVERY)
+        checkpoint_every=CHECKPOINT_EVERY, precision=precision)
     for key, value in overrides.items():
         protocol[key] = value
     return protocol
 
 
-def surrogate_protocol() -> ml_collections.ConfigDict:
+def surrogate_protocol(precision: str = "float32") -> ml_collections.ConfigDict:
     """The paper's surrogate (§3.5.1, App. D): EfficientNetV2-S at 96x96, RandAugment 2 layers
     magnitude 5, dropout 0.1, batch 64, Adam 1e-3 warm-up 6,400 then cosine over 64,000 steps,
     stopped after 8,000 (phase 1 of the schedule), early stop 2 at step 3,000 below 0.25 train
-    accuracy, best validation accuracy over evaluations every 100 steps."""
+    accuracy, best validation accuracy over evaluations every 100 steps. ``precision``:
+    "bfloat16" for mixed precision (``with_precision``; the paper does not say)."""
     return effnetv2_protocol(
         [{"steps": 8000, "image_size": 96, "dropout": 0.1, "randaug_magnitude": 5.0}],
-        total_steps=64000, stop_rules=((3000, 0.25),))
+        total_steps=64000, stop_rules=((3000, 0.25),), precision=precision)
 
 
 def fitness_config() -> ml_collections.ConfigDict:
@@ -171,6 +212,18 @@ def check_protocols(config: Any, where: str = "") -> None:
         return
     if "total_steps" in config:
         check_steps(config, where or "protocol")
+        check_precision(config, where or "protocol")
         return
     for key, value in config.items():
         check_protocols(value, f"{where}.{key}" if where else str(key))
+
+
+def check_precision(protocol: Mapping[str, Any], where: str = "protocol") -> None:
+    """Refuses, in one line, an unknown ``model_kwargs.dtype`` and a ``precision`` key (which
+    nothing reads: the precision is the model's ``dtype``)."""
+    if "precision" in protocol:
+        raise ValueError(f"{where}: precision is set by model_kwargs.dtype "
+                         "(protocol.with_precision), not a 'precision' key")
+    if precision(protocol) not in PRECISIONS:
+        raise ValueError(f"{where}: unknown model_kwargs.dtype {precision(protocol)!r}; "
+                         f"available: {', '.join(PRECISIONS)}")
