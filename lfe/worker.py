@@ -76,10 +76,23 @@ def evaluate_candidates(specs: Sequence[dict], fitness_config: dict, seeds: Sequ
 
 
 def candidates_per_population(mode: str = "auto", k: int = 0) -> int:
-    """K for the ``vmap`` executor on this process's JAX backend (it trains in-process)."""
+    """K for the ``vmap`` executor on this process's JAX backend (it trains in-process) before
+    it has seen a task: ``workers``, else the backend's ``population.MEASURED_K`` entry, else 1
+    (``population_k`` then measures it for the first evaluation task)."""
     from lfe.training import population
 
     return population.default_k(mode, k=k)
+
+
+def population_k(spec: dict, fitness_config: dict, stage: str = "surrogate") -> dict:
+    """K for ``evaluate_candidates`` groups of tasks like this one on this process's device
+    (``lfe.training.k_choice``: measured once per device kind and protocol shape, kept in
+    this process and on disk): ``Choice.to_dict()`` plus ``text``, a one-line description."""
+    from lfe.training import compilation_cache, k_choice
+
+    compilation_cache.enable()
+    choice = k_choice.for_fitness(spec, fitness_config, stage)
+    return {**choice.to_dict(), "text": choice.describe()}
 
 
 def train_cell(spec: dict, protocol: dict, dataset: str, data_dir: str, seed: int,

@@ -22,8 +22,11 @@ The batch runs until every candidate has finished (finished slots still cost com
 
 The ``vmap`` executor (``lfe.executors.vmap``) batches up to K submitted candidate evaluations
 into ``evaluate_population`` (gate, then the stage protocol).
-Whether that is faster is backend-specific (bench/population.py): ``default_k`` is the measured
-choice — K=1 (sequential, no vmap) on XLA:CPU, where vmapped convolutions run slower.
+Whether that is faster depends on the device and the protocol: ``lfe.training.k_choice``
+measures the protocol's step at K = 1 (``sequential_step``), 2, 4, ... on the device and picks
+K (never slower than sequential by measurement); ``MEASURED_K`` is the table it falls back on
+by platform — K=1 (sequential, no vmap) on XLA:CPU, where vmapped convolutions run slower
+(bench/population.py); ``default_k`` is K before any measurement.
 """
 
 from __future__ import annotations
@@ -48,8 +51,9 @@ from lfe.training.data import pipeline
 from lfe.training.models import get_model
 from lfe.training.schedules import shared_optimizer
 
-# Measured best K per JAX backend (bench/population.py, BENCHMARKS.md). 1 = sequential runs.
-# XLA:CPU: K=2 ran at ≈0.25-0.5× sequential throughput, so never vmap there.
+# Measured best K per JAX platform (bench/population.py, BENCHMARKS.md §4). 1 = sequential runs.
+# XLA:CPU: K = 1-16 ran at 0.66-0.79x sequential throughput, so never vmap there. Platforms not
+# here are measured on their device by lfe.training.k_choice.
 MEASURED_K = {"cpu": 1}
 MODES = ("auto", "vmap", "sequential")
 
@@ -57,7 +61,8 @@ MODES = ("auto", "vmap", "sequential")
 def default_k(mode: str = "auto", backend: str | None = None, k: int = 0) -> int:
     """Candidates per population run: "sequential" → 1, "vmap" → ``k`` (or the backend's
     measured best, at least 2), "auto" → the measured best for the backend (1 when unmeasured:
-    never vmap without evidence that it is faster)."""
+    never vmap without evidence that it is faster; the ``vmap`` executor then measures K on the
+    device for each kind of evaluation, ``lfe.training.k_choice``)."""
     if mode not in MODES:
         raise ValueError(f"unknown population mode {mode!r}; available: {', '.join(MODES)}")
     backend = backend or jax.default_backend()
@@ -86,11 +91,9 @@ def _population_fns(model, augment: dict, op_set: str, shared_data: bool):
     return _cached_fns(model, json.dumps(augment, sort_keys=True), op_set, shared_data)
 
 
-@functools.lru_cache(maxsize=16)
-def _cached_fns(model, augment_json: str, op_set: str, shared_data: bool):
-    augment = json.loads(augment_json)
-    train_aug = augment_lib.make_preprocess_fn(augment, train=True)
-    eval_aug = augment_lib.make_preprocess_fn(augment, train=False)
+def _candidate_step(model, train_aug, op_set: str):
+    """One candidate's accumulating train step with its genome loss as data: what
+    ``population`` vmaps, and (jitted alone) the sequential step ``k_choice`` measures K=1 by."""
 
     def one(state, totals, images, index, label, rng, code, sign):
         batch = {"image": images[index], "label": label}
@@ -98,6 +101,15 @@ def _cached_fns(model, augment_json: str, op_set: str, shared_data: bool):
             state, totals, batch, rng, loss_fn=genome_loss(code, sign, op_set),
             augment_fn=train_aug, num_classes=model.num_classes)
 
+    return one
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_fns(model, augment_json: str, op_set: str, shared_data: bool):
+    augment = json.loads(augment_json)
+    train_aug = augment_lib.make_preprocess_fn(augment, train=True)
+    eval_aug = augment_lib.make_preprocess_fn(augment, train=False)
+    one = _candidate_step(model, train_aug, op_set)
     data_axis = None if shared_data else 0
 
     def step(states, totals, images, index, label, rngs, codes, signs, active):
@@ -112,6 +124,43 @@ def _cached_fns(model, augment_json: str, op_set: str, shared_data: bool):
         return jax.vmap(lambda s: train_lib.eval_step(s, batch, augment_fn=eval_aug))(states)
 
     return jax.jit(step, donate_argnums=(0, 1)), jax.jit(evaluate), eval_aug
+
+
+def sequential_step(model, augment: dict, op_set: str):
+    """``_candidate_step`` jitted alone (no vmap): one candidate per step, with ``run``'s
+    arguments less the K axis."""
+    return _cached_sequential(model, json.dumps(augment, sort_keys=True), op_set)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_sequential(model, augment_json: str, op_set: str):
+    augment = json.loads(augment_json)
+    one = _candidate_step(model, augment_lib.make_preprocess_fn(augment, train=True), op_set)
+    return jax.jit(one, donate_argnums=(0, 1))
+
+
+def single_phase(model, config) -> tuple[Any, dict, Any]:
+    """(the phase's model, its resolved augmentation, the phase) of a protocol ``run`` takes:
+    one phase, no ``init_from`` (ValueError otherwise)."""
+    phases = progressive.from_protocol(config)
+    if len(phases) != 1 or config.get("init_from"):
+        raise ValueError("population training takes single-phase protocols without init_from")
+    model = progressive.model_for_phase(model, phases[0])
+    augment = progressive.augment_for_phase(
+        progressive.resolve_augment(config.get("augment", "unit")), phases[0])
+    return model, augment, phases[0]
+
+
+def init_states(model, config, seeds: Sequence[int], eval_aug, sample: np.ndarray):
+    """(K fresh train states with a leading K axis, the K step RNG keys) for ``seeds``, at the
+    model input shape ``eval_aug`` makes of images like ``sample``."""
+    keys = jax.vmap(lambda s: jax.random.split(jax.random.PRNGKey(s)))(jnp.asarray(seeds))
+    init_rngs, step_rngs = keys[:, 0], keys[:, 1]
+    shape = jax.eval_shape(lambda x: eval_aug(init_rngs[0], {"image": x})["image"],
+                           jax.ShapeDtypeStruct(sample[:1].shape, sample.dtype)).shape
+    tx = shared_optimizer(config)
+    states = jax.vmap(lambda r: train_lib.create_train_state(r, model, shape[1:], tx))(init_rngs)
+    return states, step_rngs
 
 
 def run(
@@ -144,23 +193,12 @@ def run(
         raise ValueError(f"a population needs one op set, got {sorted(op_sets)}")
     if not isinstance(config, ml_collections.ConfigDict):
         config = ml_collections.ConfigDict(dict(config))
-    phases = progressive.from_protocol(config)
-    if len(phases) != 1 or config.get("init_from"):
-        raise ValueError("population training takes single-phase protocols without init_from")
+    model, augment, phase = single_phase(model, config)
     progress = [loop.Progress(loop.stop_rules(config), start_time) for _ in range(k)]
-    boundaries = loop.eval_steps(phases[0].steps, int(config.get("eval_every", 100)),
+    boundaries = loop.eval_steps(phase.steps, int(config.get("eval_every", 100)),
                                  [s for s, _ in progress[0].rules])
-    model = progressive.model_for_phase(model, phases[0])
-    augment = progressive.augment_for_phase(
-        progressive.resolve_augment(config.get("augment", "unit")), phases[0])
     step_fn, eval_fn, eval_aug = _population_fns(model, augment, op_sets.pop(), shared_data)
-
-    keys = jax.vmap(lambda s: jax.random.split(jax.random.PRNGKey(s)))(jnp.asarray(seeds))
-    init_rngs, step_rngs = keys[:, 0], keys[:, 1]
-    shape = jax.eval_shape(lambda x: eval_aug(init_rngs[0], {"image": x})["image"],
-                           jax.ShapeDtypeStruct(train_images[:1].shape, train_images.dtype)).shape
-    tx = shared_optimizer(config)
-    states = jax.vmap(lambda r: train_lib.create_train_state(r, model, shape[1:], tx))(init_rngs)
+    states, step_rngs = init_states(model, config, seeds, eval_aug, train_images)
     code = compile_lib.encode(list(genomes))
     codes = {name: jnp.asarray(v) for name, v in code.items()}
     sign_arr = jnp.asarray(signs, jnp.float32)
