@@ -39,6 +39,10 @@ class TrainResult:
     wall_time_s: float
     curve: tuple[CurveRow, ...]
     message: str = ""
+    # where this session's wall time went (``lfe.training.train.run``): "setup_s" (state, data
+    # to the device), "first_step_s" (the first step: its compile, or a compile-cache read),
+    # "train_s" (the other steps, with the host's batch indices), "eval_s" (validation)
+    timing: dict = dataclasses.field(default_factory=dict, compare=False)
 
 
 def stop_rules(config: Any) -> list[tuple[int, float]]:
