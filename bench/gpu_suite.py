@@ -1,5 +1,5 @@
 """7. One accelerator: ConvNet candidates/hour (sequential vs vmapped), the EfficientNetV2-S
-surrogate, float32 matmul precision, peak device memory.
+surrogate, bf16 against float32, the K the vmap executor chooses, peak device memory.
 
     python -m bench.gpu_suite [--synthetic | --data-dir DIR] [--out DIR] [--budget-s 400]
                               [--tiny] [--no-write] [--benchmarks PATH]
@@ -8,17 +8,22 @@ surrogate, float32 matmul precision, peak device memory.
 Every measurement is a real, shortened training run through the library's entry points, timed
 at its evaluation boundaries (``log_fn``), with each validation pass timed on its own:
 
-* ConvNet, sequential: ``lfe.training.train.run`` as ``fitness.train_once`` calls it — a gate
-  run (800 steps, no validation) and a surrogate run (validation of 5,000 images every 100
-  steps), each compiling its own step as every candidate does, after one untimed warm-up run
-  (the process's first compile: CUDA, cuDNN and autotuning start-up).
+* ConvNet, sequential: ``lfe.training.train.run`` as ``fitness.train_once`` calls it, with an
+  evolved genome's loss in the data form — a gate run (800 steps, no validation) and a
+  surrogate run (validation of 5,000 images every 100 steps), after one untimed warm-up run with
+  another genome (the process's first compile: CUDA, cuDNN and autotuning start-up, and the
+  step that every later candidate of the process reuses).
 * ConvNet, vmapped: ``lfe.training.population.run`` with K library-loss genomes, K = 1, 8, 32,
   128; its step is compiled once per K per process and reused by every later population.
 * EfficientNetV2-S: ``protocol.surrogate_protocol()`` (96 px, batch 64, RandAugment, dropout
-  0.1) through ``train.run``, shortened.
-* Precision: the ConvNet surrogate and EfficientNetV2-S runs again under
-  ``jax.default_matmul_precision("highest")`` (full float32) against JAX's default (on NVIDIA
-  GPUs XLA may use TF32 for float32 convolutions and matmuls). lfe has no bf16 compute option.
+  0.1) through ``train.run``, shortened, with bf16 compute (``with_precision``) and in float32
+  (bf16 first, so that each run's peak memory is its own).
+* K choice: ``lfe.training.k_choice`` on the ConvNet surrogate protocol — what the ``vmap``
+  executor measures and picks on this device (K = 1, 2, 4, ... 128 while each doubling gains
+  10%).
+* Precision: the ConvNet surrogate with bf16 compute; then, as time allows, the ConvNet
+  surrogate and EfficientNetV2-S runs under ``jax.default_matmul_precision("highest")`` (full
+  float32) against JAX's default (on NVIDIA GPUs XLA may use TF32 for float32 convolutions).
 
 From the boundary times: the first interval minus one steady interval is "compile + setup"
 (init, compiles, first evaluation's compile); steady s/step and s/evaluation are medians over
@@ -26,9 +31,11 @@ the later intervals. Per-candidate time is extrapolated to the real protocol: ga
 surrogate 2,000 or 8,000 steps with an evaluation every 100 (all candidates pass the gate, none
 stops early: an upper bound). Peak device memory is the process's ``peak_bytes_in_use`` after
 each measurement (it cannot be reset: a measurement that did not raise it used at most that).
-Results go to ``--out``/gpu_suite.json after every measurement, so a run cut short keeps what
-it measured. ``--tiny`` shrinks everything (data, steps, K, a two-stage EfficientNetV2) to run
-on a CPU in seconds: it checks the code path, its figures mean nothing.
+Rows run in the order above until ``--budget-s`` would be passed (each row's expected time is
+estimated from the rows before it); results go to ``--out``/gpu_suite.json after every
+measurement, so a run cut short keeps what it measured. ``--tiny`` shrinks everything (data,
+steps, K, a two-stage EfficientNetV2) to run on a CPU: it checks the code path, its figures mean
+nothing.
 """
 
 from __future__ import annotations
@@ -44,14 +51,14 @@ import statistics
 import time
 
 from bench import common
+from bench.gpu_suite_report import render, write
 
 FULL = {"train": 50_000, "val": 5_000, "eval_every": 100, "gate_steps": 800, "sur_steps": 1000,
         "pop_steps": 300, "ks": (1, 8, 32, 128), "eff_steps": 400, "eff_batch": 64,
-        "eff_size": 96, "eval_batch": 500}
+        "eff_size": 96, "eval_batch": 500, "k_max": 128}
 TINY = {"train": 512, "val": 64, "eval_every": 2, "gate_steps": 4, "sur_steps": 6,
         "pop_steps": 4, "ks": (2,), "eff_steps": 4, "eff_batch": 8, "eff_size": 32,
-        "eval_batch": 64}
-GATE, SURROGATE_STEPS, EFF_STEPS, EVAL_EVERY = 800, (2000, 8000), 8000, 100
+        "eval_batch": 64, "k_max": 2}
 
 
 def load_data(args, sizes):
@@ -148,20 +155,33 @@ def protocol(base, steps: int, sizes, *, validate: bool):
     return p
 
 
-def sequential(ds, loss, proto, *, model=None, precision=None) -> dict:
-    """``train.run`` as ``fitness.train_once`` calls it (a fresh compile, as per candidate)."""
+def model_for(proto, model=None):
+    """The protocol's model (its ``model_kwargs``: the precision), or ``model`` with the
+    protocol's compute dtype (the tiny EfficientNetV2)."""
+    from lfe.core import protocol as protocol_lib
+    from lfe.training.models import get_model
+
+    if model is not None:
+        dtype = protocol_lib.precision(proto)
+        return model if dtype == "float32" else model.clone(dtype=dtype)
+    return get_model(proto.model, num_classes=10, **dict(proto.get("model_kwargs") or {}))
+
+
+def sequential(ds, loss, proto, *, model=None, matmul=None) -> dict:
+    """``train.run`` as ``fitness.train_once`` calls it: the loss in the protocol's form (an
+    evolved genome's data form), the step compiled once per process and shared by later runs."""
     import jax
 
     from lfe.training import train as train_lib
     from lfe.training.data import pipeline
-    from lfe.training.models import get_model
 
-    model = model or get_model(proto.model, num_classes=10)
-    ctx = jax.default_matmul_precision(precision) if precision else contextlib.nullcontext()
+    model = model_for(proto, model)
+    ctx = jax.default_matmul_precision(matmul) if matmul else contextlib.nullcontext()
     with ctx:
         return timeline(lambda log: [train_lib.run(
-            model, loss.loss, proto, seed=0, train_images=ds.train_images,
-            train_labels=ds.train_labels, val_images=ds.val_images if proto.validate else None,
+            model, loss.training_loss(proto.get("loss_form", "data")), proto, seed=0,
+            train_images=ds.train_images, train_labels=ds.train_labels,
+            val_images=ds.val_images if proto.validate else None,
             val_labels=ds.val_labels if proto.validate else None,
             train_batches=pipeline.train_batches, eval_batches=pipeline.eval_batches,
             log_fn=log)])
@@ -171,13 +191,26 @@ def vmapped(ds, k: int, proto) -> dict:
     """``population.run`` with K library genomes (repeated past the library's size)."""
     from bench.population import _losses
     from lfe.training import population
-    from lfe.training.models import get_model
 
     losses = _losses(k)
     return timeline(lambda log: population.run(
-        get_model("convnet", num_classes=10), [x.genome for x in losses], [x.sign for x in losses],
+        model_for(proto), [x.genome for x in losses], [x.sign for x in losses],
         proto, train_images=ds.train_images, train_labels=ds.train_labels,
         val_images=ds.val_images, val_labels=ds.val_labels, seeds=list(range(k)), log_fn=log))
+
+
+def k_choice_run(proto, max_k: int) -> dict:
+    """What the ``vmap`` executor's K choice (``lfe.training.k_choice``) measures and picks for
+    ``proto`` on this device (its table and disk cache bypassed)."""
+    from lfe.training import k_choice
+
+    rows, start = [], time.perf_counter()
+    rate = k_choice.measure(proto, image_shape=(32, 32, 3), num_classes=10, on_row=rows.append)
+    choice = k_choice.choose(proto, image_shape=(32, 32, 3), num_classes=10, table={}, file="",
+                             rate=rate, max_k=max_k)
+    failed = [r for r in choice.rates if "error" in r]
+    return {"k": choice.k, "source": choice.source, "rows": rows + failed,
+            "wall_s": time.perf_counter() - start, "max_k": max_k}
 
 
 def tiny_effnet():
@@ -198,6 +231,7 @@ def protocols():
 def measure(args) -> dict:
     import jax
 
+    from lfe.core import protocol as protocol_lib
     from lfe.training import losses
 
     sizes = TINY if args.tiny else FULL
@@ -214,8 +248,12 @@ def measure(args) -> dict:
     sur = protocol(cfg.surrogate, sizes["sur_steps"], sizes, validate=True)
     pop = protocol(cfg.surrogate, sizes["pop_steps"], sizes, validate=True)
     eff = protocol(paper_surrogate, sizes["eff_steps"], sizes, validate=True)
+    bf16 = {name: protocol_lib.with_precision(p.copy_and_resolve_references(), "bfloat16")
+            for name, p in (("sur", sur), ("eff", eff))}
     eff_model = tiny_effnet() if args.tiny else None
-    loss, other = losses.get("cross_entropy"), losses.get("neuroloss2")
+    # evolved-candidate losses (the data form: one compiled step per process for all genomes)
+    loss, other = (losses.from_genome(losses.get(n).genome, losses.get(n).sign, name=n)
+                   for n in ("cross_entropy", "neuroloss2"))
 
     full = not args.tiny  # --tiny: no warm-up run, no "highest" rows, K = 2 only
     plan = [(full, "warm-up (first compile)", "convnet", 1, "default",
@@ -223,21 +261,26 @@ def measure(args) -> dict:
             (True, "sequential gate", "convnet", 1, "default", lambda: sequential(ds, loss, gate)),
             (True, "sequential surrogate", "convnet", 1, "default",
              lambda: sequential(ds, loss, sur)),
-            (full, "sequential surrogate", "convnet", 1, "highest",
-             lambda: sequential(ds, loss, sur, precision="highest")),
+            # bf16 first: the process's peak memory cannot be reset, and bf16 needs less
+            (True, "surrogate", "efficientnetv2_s", 1, "bfloat16",
+             lambda: sequential(ds, loss, bf16["eff"], model=eff_model)),
             (True, "surrogate", "efficientnetv2_s", 1, "default",
              lambda: sequential(ds, loss, eff, model=eff_model))]
     plan += [(True, "vmapped", "convnet", k, "default", lambda k=k: vmapped(ds, k, pop))
              for k in sizes["ks"]]
-    plan += [(full, "surrogate", "efficientnetv2_s", 1, "highest",
-              lambda: sequential(ds, loss, eff, model=eff_model, precision="highest"))]
+    plan += [(True, "k choice", "convnet", sizes["k_max"], "default",
+              lambda: k_choice_run(cfg.surrogate, sizes["k_max"])),
+             (True, "sequential surrogate", "convnet", 1, "bfloat16",
+              lambda: sequential(ds, loss, bf16["sur"])),
+             (full, "sequential surrogate", "convnet", 1, "highest",
+              lambda: sequential(ds, loss, sur, matmul="highest")),
+             (full, "surrogate", "efficientnetv2_s", 1, "highest",
+              lambda: sequential(ds, loss, eff, model=eff_model, matmul="highest"))]
     for wanted, name, model, k, precision, fn in plan:
         if not wanted:
             continue
         elapsed = time.perf_counter() - start
-        like = [r for r in result["rows"] if r["model"] == model and r["name"] == name]
-        guess = (like[-1]["compile_s"] + (like[-1]["wall_s"] - like[-1]["compile_s"]) * k
-                 / like[-1]["k"]) if like else 0.0
+        guess = expected_s(result["rows"], name, model, k)
         if elapsed + guess > args.budget_s:
             result["skipped"].append(f"{name} {model} K={k} {precision} (expected {guess:.0f} s "
                                      f"after {elapsed:.0f} s of a {args.budget_s:.0f} s budget)")
@@ -248,7 +291,10 @@ def measure(args) -> dict:
             result["errors"].append(f"{name} {model} K={k} {precision}: {type(e).__name__}: {e}")
             print(result["errors"][-1], flush=True)
             continue
-        result["rows"].append(row)
+        if name == "k choice":
+            result["k_choice"] = row
+        else:
+            result["rows"].append(row)
         print(json.dumps(row), flush=True)
         gc.collect()
         if args.out:
@@ -257,104 +303,25 @@ def measure(args) -> dict:
     return result
 
 
+def expected_s(rows: list[dict], name: str, model: str, k: int) -> float:
+    """A row's expected seconds from the last like row (scaled by K), 0 when none; the K
+    choice: what the vmapped rows' compiles and runs at K <= its maximum cost."""
+    if name == "k choice":
+        return sum(r["compile_s"] + 10 * r["step_s"] for r in rows
+                   if r["name"] == "vmapped" and r["k"] <= k)
+    like = [r for r in rows if r["model"] == model and r["name"] == name]
+    if not like:
+        return 0.0
+    last = like[-1]
+    return last["compile_s"] + (last["wall_s"] - last["compile_s"]) * k / last["k"]
+
+
 def save(result: dict, out: str) -> str:
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "gpu_suite.json")
     with open(path, "w") as f:
         json.dump(result, f, indent=1)
     return path
-
-
-def _row(result, name, model="convnet", k=1, precision="default"):
-    return next((r for r in result["rows"] if (r["name"], r["model"], r["k"], r["precision"])
-                 == (name, model, k, precision)), None)
-
-
-def _gib(x) -> str:
-    return "n/a" if x is None else f"{x / 2 ** 30:.2f}"
-
-
-def render(result: dict) -> str:
-    """The BENCHMARKS.md section body of a results dict (what ``measure`` returns)."""
-    rows, lines = result["rows"], []
-    peak = 0
-    table = []
-    for r in rows:
-        rose = (r["peak_bytes_in_use"] or 0) > peak
-        peak = max(peak, r["peak_bytes_in_use"] or 0)
-        name = r["name"] + ("" if r["status"] == ["ok"] else f" ({', '.join(r['status'])})")
-        table.append([name, r["model"], r["k"], r["precision"], r["steps"], r["compile_s"],
-                      1 / r["step_s"], r["k"] / r["step_s"], r["eval_s"],
-                      ("" if rose else "≤ ") + _gib(r["peak_bytes_in_use"])])
-    lines.append(common.table(
-        ["run", "model", "K", "matmul precision", "steps", "compile + setup s", "steps/s",
-         "candidate-steps/s", "s per 5k evaluation", "peak device GiB"], table))
-    gate, sur = _row(result, "sequential gate"), _row(result, "sequential surrogate")
-    cand = []
-    if gate and sur:
-        for n in SURROGATE_STEPS:
-            s = (gate["compile_s"] + GATE * gate["step_s"] + sur["compile_s"] + n * sur["step_s"]
-                 + n / EVAL_EVERY * sur["eval_s"])
-            cand.append(["sequential (`train.run`)", 1, n, s, 3600 / s,
-                         gate["compile_s"] + sur["compile_s"]])
-    for r in (r for r in rows if r["name"] == "vmapped"):
-        for n in SURROGATE_STEPS:
-            s = ((GATE + n) * r["step_s"] + n / EVAL_EVERY * r["eval_s"]) / r["k"]
-            cand.append(["vmapped (`population.run`)", r["k"], n, s, 3600 / s,
-                         r["compile_s"]])
-    if cand:
-        lines.append(f"ConvNet candidates/hour, extrapolated to the real protocol (gate {GATE} "
-                     "steps, then the surrogate with a 5,000-image evaluation every 100 steps; "
-                     "every candidate passes the gate and none stops early). Sequential: both "
-                     "compiles are paid per candidate; vmapped: the compile is paid once per K "
-                     "per process, so it is left out of the per-candidate time.")
-        lines.append(common.table(["mode", "K", "surrogate steps", "s per candidate",
-                                   "candidates/h", "compile s"], cand))
-    e = _row(result, "surrogate", "efficientnetv2_s")
-    if e:
-        s = e["compile_s"] + EFF_STEPS * e["step_s"] + EFF_STEPS / EVAL_EVERY * e["eval_s"]
-        g = gate["compile_s"] + GATE * gate["step_s"] if gate else 0.0
-        lines.append(
-            f"EfficientNetV2-S surrogate (96 px, batch 64, RandAugment): {1 / e['step_s']:.1f} "
-            f"steps/s, {e['eval_s']:.2f} s per evaluation, compile + setup {e['compile_s']:.0f} s "
-            f"→ {EFF_STEPS:,} steps + {EFF_STEPS // EVAL_EVERY} evaluations + compile = "
-            f"**{s / 60:.1f} min per candidate** ({(s + g) / 60:.1f} min with the ConvNet gate; "
-            f"2,000 candidates ≈ {2000 * (s + g) / 3600:.0f} h on one device). The paper: ~3 min "
-            "per candidate on an A100 (2,000 candidates in ~100 h).")
-    prec = []
-    for model, name in (("convnet", "sequential surrogate"), ("efficientnetv2_s", "surrogate")):
-        d, h = _row(result, name, model), _row(result, name, model, precision="highest")
-        if d and h:
-            prec.append([model, 1 / d["step_s"], 1 / h["step_s"], h["step_s"] / d["step_s"],
-                         d["compile_s"], h["compile_s"]])
-    if prec:
-        lines.append("float32 matmul/convolution precision: JAX's default (XLA may use TF32 on "
-                     "NVIDIA GPUs) against `jax.default_matmul_precision(\"highest\")` (full "
-                     "float32). **A bf16 compute option is not built in lfe yet**, so bf16 was "
-                     "not measured.")
-        lines.append(common.table(["model", "default steps/s", "highest steps/s",
-                                   "highest / default time", "compile s (default)",
-                                   "compile s (highest)"], prec))
-    if result.get("errors"):
-        lines.append("Failed: " + "; ".join(result["errors"]) + ".")
-    if result["skipped"]:
-        lines.append("Skipped (time budget): " + "; ".join(result["skipped"]) + ".")
-    head = (f"Device: **{result['device']}** ({result['platform']}), jax {result['jax']} "
-            f"(jaxlib {result['jaxlib']}, flax {result.get('flax', '?')}), Python "
-            f"{result['python']}; revision {result['revision']}, {result['date']}; measured "
-            f"with `{result['command']}` "
-            f"({result['total_s']:.0f} s). Data: {result['data']}."
-            + (" **--tiny: a code-path check, not a measurement.**" if result["tiny"] else "")
-            + "\n\nEach row is one shortened training run; compile + setup = first evaluation "
-            "interval minus one steady interval; steps/s = steady, evaluations excluded; peak "
-            "device memory is the process's peak after the row (≤: the row did not raise it).")
-    return "\n\n".join([head, *lines])
-
-
-def write(result: dict, path: str) -> str:
-    slug = result["device"].lower().replace("nvidia ", "").replace(" ", "-")
-    return common.write_section(f"gpu-suite-{slug}", f"7. One accelerator: {result['device']}",
-                                render(result), path=path)
 
 
 def main(argv=None) -> dict:
