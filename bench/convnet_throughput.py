@@ -6,17 +6,16 @@ Batch 128, CIFAR-10 shapes (uint8 [128, 32, 32, 3] → float in [0, 1] inside th
 the Keras form with the warmup-cosine schedule, for each loss: an evolved-genome loss
 (NeuroLoss3, a genome of `lfe.training.losses`), a random genome that passes the integrity check
 (`lfe.core.integrity.sample_valid`, seed 0) and cross-entropy (its genome). Variants, each in its
-own
-process, run interleaved (variant order rotates every repeat) so that load changes hit all:
+own process, run interleaved (variant order rotates every repeat) so that load changes hit all:
 
-- `jax_step`: `lfe.training.train.accumulating_train_step`, jitted with donation exactly as
-`lfe.training.train.run`
-  builds it, on batches already on the device: the pure step rate.
-- `jax_run`: `lfe.training.train.run` end to end: host pipeline (`lfe.training.data.pipeline`, real
-CIFAR-10 when
-  $LFE_DATA_DIR is set, else random uint8 data of the same shapes), evaluation of 5,000 images
-  every 100 steps; steps/s over the whole call, including init and compilation, and the marginal
-  rate between a short and a long run (compilation excluded).
+- `jax_step`: the step `lfe.training.train.run` compiles (`train._program_step`, jitted with
+  donation), the loss in the data form (what fitness trains), on batches already on the device:
+  the pure step rate. `jax_step_unrolled`: the same with the unrolled loss (`compile.to_loss`).
+- `jax_run`: `lfe.training.train.run` end to end (data form; the training set resident on the
+  device, real CIFAR-10 when $LFE_DATA_DIR is set, else random uint8 data of the same shapes),
+  evaluation of 5,000 images every 100 steps; steps/s over the whole call (init and compile
+  included), the marginal rate between a short and a long run (compile excluded), and the
+  steps alone (`TrainResult.timing`: setup, first step and evaluation excluded).
 - `torch_eager`, `torch_compile`: `bench.torch_convnet` (needs bench/requirements.txt), with
   `torch.set_num_threads` = the cores this process may use, the cores XLA uses.
 
@@ -35,9 +34,8 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VARIANTS = ("jax_step", "jax_run", "torch_eager", "torch_compile")
+VARIANTS = ("jax_step", "jax_step_unrolled", "jax_run", "torch_eager", "torch_compile")
 LOSSES = ("neuroloss3", "random_genome", "cross_entropy")
-AUTHORS_TF = 36.0  # authors' TF/Keras code on this machine: 8000 steps in 223 s (issue 8)
 BATCH = 128
 
 
@@ -76,7 +74,11 @@ def _blocks(step_once, steps: int, blocks: int) -> list[dict]:
     return out
 
 
-def worker_jax_step(loss: str, steps: int, blocks: int, conv_impl: str = "auto") -> dict:
+def worker_jax_step(loss: str, steps: int, blocks: int, conv_impl: str = "auto",
+                    form: str = "data") -> dict:
+    """The step `train.run` compiles (`train._program_step`, jitted with donation) on batches
+    already on the device; the loss in the data form (what fitness trains: the genome is an
+    argument) or unrolled (`compile.to_loss`, compiled per genome)."""
     import functools
 
     import jax
@@ -85,24 +87,26 @@ def worker_jax_step(loss: str, steps: int, blocks: int, conv_impl: str = "auto")
     from lfe.training import compile as compile_lib
     from lfe.training import train
     from lfe.training.models import get_model
-    from lfe.training.schedules import make_optimizer
+    from lfe.training.schedules import shared_optimizer
 
     g, sign = _loss_genome(loss)
+    loss_fn = compile_lib.data_loss(g, sign) if form == "data" else compile_lib.to_loss(g, sign)
+    program, params = compile_lib.as_program(loss_fn)
     model = get_model("convnet", num_classes=10, conv_impl=conv_impl)
     state = train.create_train_state(jax.random.PRNGKey(0), model, (32, 32, 3),
-                                     make_optimizer(train.default_config()))
+                                     shared_optimizer(train.default_config()))
     step = jax.jit(functools.partial(
-        train.accumulating_train_step, loss_fn=compile_lib.to_loss(g, sign),
+        train._program_step, program=program,
         augment_fn=train.image_augment(train.unit_preprocess, train=True), num_classes=10),
         donate_argnums=(0, 1))
     images, labels = _synthetic(8 * BATCH, 0)
     batches = [jax.device_put({"image": images[i::8], "label": labels[i::8]}) for i in range(8)]
-    key = jax.random.PRNGKey(1)
+    key, params = jax.random.PRNGKey(1), jax.device_put(params)
     holder = {"state": state, "totals": train.zero_totals(), "i": 0}
 
     def step_once():
         holder["state"], holder["totals"] = step(holder["state"], holder["totals"],
-                                                 batches[holder["i"] % 8], key)
+                                                 batches[holder["i"] % 8], key, params, None)
         holder["i"] += 1
         totals = holder["totals"]
         return lambda: jax.block_until_ready(totals)
@@ -114,7 +118,7 @@ def worker_jax_step(loss: str, steps: int, blocks: int, conv_impl: str = "auto")
     from lfe.training.models import common
 
     result = {"blocks": _blocks(step_once, steps, blocks), "compile_s": compile_s,
-              "conv_impl": common.resolve_conv_impl(conv_impl)}
+              "conv_impl": common.resolve_conv_impl(conv_impl), "form": form}
     loss_value = float(np.asarray(jax.device_get(holder["totals"]["loss"])) / holder["i"])
     return {**result, "mean_loss": loss_value}
 
@@ -136,7 +140,7 @@ def worker_jax_run(loss: str, steps: int, blocks: int) -> dict:
         (xt, yt), (xv, yv) = _synthetic(45_000, 0), _synthetic(5_000, 1)
         arrays = dict(train_images=xt, train_labels=yt, val_images=xv, val_labels=yv)
         source = "synthetic"
-    loss_fn = compile_lib.to_loss(g, sign)
+    loss_fn = compile_lib.data_loss(g, sign)  # as fitness trains an evolved loss
 
     def timed(n):
         cfg = train.default_config()
@@ -150,9 +154,12 @@ def worker_jax_run(loss: str, steps: int, blocks: int) -> dict:
     for _ in range(blocks):
         w0, c0, _ = timed(short)
         w1, c1, result = timed(steps)
+        t = result.timing
         out.append({"steps_per_s": steps / w1, "cpu_ms_per_step": 1000 * c1 / steps,
                     "marginal_steps_per_s": (steps - short) / max(w1 - w0, 1e-9),
-                    "status": result.status})
+                    # the steps alone: without setup, the first step (compile) and evaluation
+                    "train_steps_per_s": (steps - 1) / max(t["train_s"], 1e-9),
+                    "timing": t, "status": result.status})
     return {"blocks": out, "data": source}
 
 
@@ -187,6 +194,8 @@ def worker_torch(loss: str, steps: int, blocks: int, compiled: bool) -> dict:
 def worker(variant: str, loss: str, steps: int, blocks: int, conv_impl: str = "auto") -> dict:
     if variant == "jax_step":
         return worker_jax_step(loss, steps, blocks, conv_impl)
+    if variant == "jax_step_unrolled":
+        return worker_jax_step(loss, steps, blocks, conv_impl, form="unrolled")
     if variant == "jax_run":
         return worker_jax_run(loss, steps, blocks)
     if variant in ("torch_eager", "torch_compile"):
@@ -273,7 +282,8 @@ def report(results, losses, variants, steps, blocks, run_steps, repeats) -> str:
             row = [loss, v, common.spread(rate), common.spread(cpu)]
             if v == "jax_run":
                 row.append("marginal " + common.spread(
-                    _per_repeat(results, (loss, v), "marginal_steps_per_s")))
+                    _per_repeat(results, (loss, v), "marginal_steps_per_s")) + "; steps alone "
+                    + common.spread(_per_repeat(results, (loss, v), "train_steps_per_s")))
             elif "compile_s" in results[(loss, v)][0]:
                 compile_s = statistics.median(r["compile_s"] for r in results[(loss, v)])
                 row.append(f"compile {compile_s:.1f} s")
@@ -293,10 +303,6 @@ def report(results, losses, variants, steps, blocks, run_steps, repeats) -> str:
                                                          min), strict=True)]
                 ratio_rows.append([loss, f"jax_step / {v}", common.spread(wall),
                                    common.spread(cpu)])
-        if "jax_step" in variants:
-            mine = _per_repeat(results, (loss, "jax_step"))
-            ratio_rows.append([loss, "jax_step / authors' TF (36 steps/s)",
-                               common.spread([m / AUTHORS_TF for m in mine]), "—"])
     threads = len(os.sched_getaffinity(0))
     text = (f"Batch {BATCH}, CIFAR-10 shapes, Keras-form Adam + warmup-cosine, {threads} usable "
             f"cores (XLA default thread pool; torch.set_num_threads({threads})). {repeats} "

@@ -117,17 +117,20 @@ def evaluate_one(ops, args, order, y, yhat, *, op_set: str = "paper"):
     genomes (a batched ``lax.switch`` feeds each unselected op stop-gradient inputs, so its NaN or
     Inf cannot reach the gradient)."""
     branches = _branches(op_set)
+    ops, args = jnp.asarray(ops, jnp.int32), jnp.asarray(args, jnp.int32)
     values = jnp.stack([y, yhat, jnp.ones_like(y), -jnp.ones_like(y)]
                        + [jnp.zeros_like(y)] * (N_HIDDEN + 1))
 
     def node(values, n):
         slot = n - N_INPUTS
         a, b = values[args[slot, 0]], values[args[slot, 1]]
-        return values.at[n].set(jax.lax.switch(ops[slot], branches, a, b))
+        return values.at[n].set(jax.lax.switch(ops[slot], branches, a, b)), None
 
-    for k in range(N_HIDDEN):
-        values = node(values, order[k])
-    return node(values, ROOT)[ROOT]
+    # One loop body over the nodes (hidden ones in topological order, then the root): the op set's
+    # branches are compiled once, not once per node (a 5x smaller program to compile).
+    nodes = jnp.concatenate([jnp.asarray(order, jnp.int32), jnp.full((1,), ROOT, jnp.int32)])
+    values, _ = jax.lax.scan(node, values, nodes)
+    return values[ROOT]
 
 
 # --------------------------------------------------------------------------- the data form
