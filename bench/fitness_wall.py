@@ -81,9 +81,14 @@ def spawn(tree: str, candidates: int, protocols: str, cache: str) -> dict:
            "fitness_wall as f; f.main(sys.argv[1:])", "--worker",
            f"--candidates={candidates}", f"--protocols={protocols}"]
     # the worker code is this file's, run against `tree`'s lfe: copy it there
-    os.makedirs(os.path.join(tree, "bench"), exist_ok=True)
-    with open(__file__) as src, open(os.path.join(tree, "bench", "fitness_wall.py"), "w") as dst:
-        dst.write(src.read())
+    here = os.path.abspath(__file__)
+    there = os.path.join(tree, "bench", "fitness_wall.py")
+    if os.path.abspath(there) != here:
+        os.makedirs(os.path.dirname(there), exist_ok=True)
+        with open(here) as src:
+            code = src.read()
+        with open(there, "w") as dst:
+            dst.write(code)
     proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode or not lines:
