@@ -163,8 +163,8 @@ def main(argv=None) -> None:
     if not args.no_write:
         from bench import common
 
-        common.write_section("fitness_wall", "2d. Per-candidate wall time of a fitness worker",
-                             body)
+        common.write_section("fitness_wall", "2f. Per-candidate wall time of a fitness worker "
+                             "(before / after issue #17)", body)
 
 
 if __name__ == "__main__":
