@@ -216,6 +216,22 @@ def test_accuracy_rises(baseline):
     assert baseline.best_val_accuracy == max(c[2] for c in baseline.curve)
     assert all(np.isfinite(c[3]) for c in baseline.curve)
     assert baseline.wall_time_s > 0
+    timing = baseline.timing  # where the time went; the parts fit in the wall time
+    assert set(timing) == {"setup_s", "first_step_s", "train_s", "eval_s"}
+    assert all(v > 0 for v in timing.values())
+    assert sum(timing.values()) <= baseline.wall_time_s + 1e-3
+
+
+def test_the_training_set_stays_on_the_device_when_it_fits(monkeypatch):
+    """With the default pipeline the step gets indices and gathers the images on the device; a
+    training set above the limit takes the host path; both train the same batches."""
+    assert train.resident(TRAIN[0])
+    resident_run = run(steps=100, eval_every=50)
+    monkeypatch.setattr(train, "RESIDENT_MAX_BYTES", 0)
+    assert not train.resident(TRAIN[0])
+    host_run = run(steps=100, eval_every=50)
+    for a, b in zip(resident_run.curve, host_run.curve, strict=True):
+        np.testing.assert_allclose(a[1:], b[1:], rtol=1e-5, atol=1e-6)
 
 
 def test_same_seeds_give_identical_results(baseline):
