@@ -51,3 +51,19 @@ def git_revision() -> str:
         return rev + ("+dirty" if dirty.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+OFF = ("off", "none", "0", "false")  # values of a cache's variable that turn it off
+
+
+def user_cache_path(variable: str, name: str, environ=os.environ) -> str:
+    """Where a per-user cache lives ("" = turned off): ``$variable`` (a path, or one of ``OFF``),
+    else ``name`` under ``$XDG_CACHE_HOME/lfe`` (``~/.cache/lfe``)."""
+    value = environ.get(variable, "").strip()
+    if value.lower() in OFF:
+        return ""
+    if value:
+        return os.path.abspath(os.path.expanduser(value))
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "lfe", name)
+

@@ -24,20 +24,15 @@ from collections.abc import Mapping
 
 import jax
 
+from lfe.core import fileio
+
 ENV = "LFE_COMPILATION_CACHE"
-OFF = ("off", "none", "0", "false")
 MIN_COMPILE_TIME_S = 0.5
 
 
 def directory(environ: Mapping[str, str] = os.environ) -> str:
     """The cache directory this process should use ("" = none), from the environment."""
-    value = environ.get(ENV, "").strip()
-    if value.lower() in OFF:
-        return ""
-    if value:
-        return os.path.abspath(os.path.expanduser(value))
-    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "lfe", "jax")
+    return fileio.user_cache_path(ENV, "jax", environ)
 
 
 def enable(environ: Mapping[str, str] = os.environ) -> str:

@@ -53,7 +53,6 @@ MIN_GAIN = 0.10  # a doubling of K must raise candidate-steps/s by this much to 
 MAX_K = 128
 WARMUP, STEPS, MIN_SECONDS, MAX_ROUNDS = 2, 5, 1.0, 20
 ENV = "LFE_K_CHOICE"
-OFF = ("off", "none", "0", "false")
 
 Rate = Callable[[int], float]  # K -> candidate-steps per second (raises when K does not fit)
 
@@ -203,13 +202,7 @@ _CACHE: dict[tuple[str, str], Choice] = {}
 
 def path(environ: Mapping[str, str] = os.environ) -> str:
     """The on-disk table ("" = none): ``$LFE_K_CHOICE``, else ``~/.cache/lfe/k_choice.json``."""
-    value = environ.get(ENV, "").strip()
-    if value.lower() in OFF:
-        return ""
-    if value:
-        return os.path.abspath(os.path.expanduser(value))
-    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "lfe", "k_choice.json")
+    return fileio.user_cache_path(ENV, "k_choice.json", environ)
 
 
 def _read(file: str) -> dict:
