@@ -49,3 +49,26 @@ def killing_evaluate(spec, fitness_config, seed, stage="surrogate"):
 def slow_evaluate(spec, fitness_config, seed, stage="surrogate"):
     time.sleep(0.4)  # a controller kill lands while candidates are in flight
     return fake_fitness.evaluate(spec, fitness_config, seed, stage)
+
+
+def meet(directory, group, n):
+    """Waits (120 s at most) until ``n`` tasks of ``group`` run at once, so each is on its own
+    worker; returns what the task sees."""
+    open(os.path.join(directory, f"{group}.{os.getpid()}"), "w").close()
+    deadline = time.time() + 120
+    while len([f for f in os.listdir(directory) if f.startswith(f"{group}.")]) < n:
+        if time.time() > deadline:
+            raise TimeoutError(f"only some of {n} tasks of {group} ran at once")
+        time.sleep(0.05)
+    return where()
+
+
+def hold_once(marker, value):
+    """The first attempt writes its pid to ``marker`` and sleeps (to be killed from outside);
+    later attempts return ``value`` and their pid."""
+    if not os.path.exists(marker):
+        with open(marker + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.rename(marker + ".tmp", marker)
+        time.sleep(300)
+    return {"value": value, "pid": os.getpid()}

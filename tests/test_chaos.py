@@ -134,7 +134,8 @@ def test_chaos_on_a_two_node_ray_cluster(cluster, tmp_path):  # noqa: F811 - the
     c.ray.max_retries = 1  # Ray re-runs a killed task once before reporting it
     with worker.substitute(evaluate=CHAOS):
         main.dispatch(c, str(tmp_path / "run"))
-    counts = check_chaos(tmp_path / "run", c, "worker failed: WorkerCrashedError",
+    # auto num_gpus takes the fake GPUs: the candidates run on one warm actor per GPU
+    counts = check_chaos(tmp_path / "run", c, "worker failed: ActorDiedError",
                          charged_others=1)
     assert counts["kills"] >= 1
     assert counts["crashes"] == (RETRIES + 1) * 2  # each attempt: Ray's run and its re-run

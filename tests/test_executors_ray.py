@@ -5,11 +5,13 @@ with 2 CPUs and 2 (fake) GPUs. Evolution runs use the fast fake fitness of tests
 What the tasks run lives in tests/ray_tasks.py (a light module: workers import it quickly).
 """
 
+import collections
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -133,19 +135,90 @@ def test_cpu_tasks_run_jax_on_cpu_over_both_nodes(cluster):
     assert ray.is_initialized()  # an executor leaves a Ray it did not start running
 
 
-def test_fractional_gpu_tasks_share_gpus_without_preallocation(cluster):
+def test_fractional_gpu_tasks_share_gpus_without_preallocation(cluster, tmp_path):
     ex = executors.make("ray", None, {"num_cpus": 0.5, "num_gpus": 0.5})
     assert ex.capacity == 4  # 2 GPUs / 0.5
-    for i in range(4):
-        submit(ex, f"g{i}", "where")
+    for i in range(4):  # four at once: each on its own actor
+        submit(ex, f"g{i}", "meet", str(tmp_path), "g", 4)
     seen = [o.value for o in drain(ex).values()]
     ex.close()
     assert all(len(s["gpus"]) == 1 for s in seen)
-    assert sorted(str(s["gpus"][0]) for s in seen) == ["0", "0", "1", "1"]  # 2 tasks per GPU
+    assert sorted(str(s["gpus"][0]) for s in seen) == ["0", "0", "1", "1"]  # 2 actors per GPU
     assert all(s["env"]["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false" for s in seen)
     assert all(s["env"]["JAX_PLATFORMS"] is None for s in seen)  # JAX may use the GPU
     assert all(s["env"]["CUDA_VISIBLE_DEVICES"] == str(s["gpus"][0]) for s in seen)
-    assert len({s["pid"] for s in seen}) == 4  # one process per GPU task (Ray's max_calls=1)
+    assert len({s["pid"] for s in seen}) == 4  # one process per actor
+
+
+def test_gpu_work_runs_on_one_warm_actor_per_device(cluster, tmp_path):
+    """Six candidates on the 2 fake GPUs: 2 worker processes, each bound to one GPU for its
+    life, each serving three of them (rounds of two that run at once)."""
+    ex = executors.make("ray", None, {"num_gpus": 1})
+    assert ex.capacity == 2
+    seen = []
+    for r in range(3):
+        for i in range(2):
+            submit(ex, f"r{r}.{i}", "meet", str(tmp_path), f"round{r}", 2)
+        seen += [o.value for o in drain(ex).values()]
+    assert ex._work.started == 2  # no actor was started after the first two
+    ex.close()
+    served = collections.Counter(s["pid"] for s in seen)
+    assert len(served) == 2 and sorted(served.values()) == [3, 3]
+    device = {}
+    for s in seen:
+        gpu = s["env"]["CUDA_VISIBLE_DEVICES"]
+        assert [str(g) for g in s["gpus"]] == [gpu] and s["env"]["JAX_PLATFORMS"] is None
+        assert device.setdefault(s["pid"], gpu) == gpu  # always its own GPU
+    assert sorted(device.values()) == ["0", "1"]
+    assert "XLA_PYTHON_CLIENT_PREALLOCATE" not in ray_executor.task_env(1, 1)  # whole GPUs
+
+
+def _pid_when_written(path, timeout_s=120):
+    deadline = time.time() + timeout_s
+    while not path.exists():
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+    return int(path.read_text())
+
+
+def test_a_killed_actor_is_replaced_and_its_candidate_finishes(cluster, tmp_path):
+    ex = executors.make("ray", None, {"num_gpus": 1, "max_retries": 1})
+    try:
+        submit(ex, "warm-up", "boom", 1)  # an actor started and idle, ready for the next task
+        assert drain(ex)["warm-up"].error == "RuntimeError: bad input 1"
+        submit(ex, "held", "hold_once", str(tmp_path / "pid"), 7)  # starts at once
+        first = _pid_when_written(tmp_path / "pid")
+        os.kill(first, signal.SIGKILL)  # the actor's process dies mid-task
+        out = drain(ex)["held"]
+        assert out.error is None and out.value["value"] == 7 and out.value["pid"] != first
+        assert ex._work.started == 2  # its replacement ran it
+        submit(ex, "next", "boom", 3)  # and the executor goes on
+        assert drain(ex)["next"].error == "RuntimeError: bad input 3"
+    finally:
+        ex.close()
+
+
+def test_a_gpu_actor_that_dies_with_no_retries_left_and_one_that_times_out(cluster, tmp_path):
+    ex = executors.make("ray", None, {"num_gpus": 1, "max_retries": 0})
+    try:
+        submit(ex, "dies", "die_once", str(tmp_path / "marker"), 1)
+        died = drain(ex)["dies"]
+        assert died.error.startswith("worker failed: ActorDiedError: ") and not died.lost
+        ex.timeout_s = 4.0
+        submit(ex, "slow", "sleep_and_report", str(tmp_path / "pid"), 120)
+        slow = drain(ex)["slow"]
+        assert slow.timed_out and slow.error == "timed out after 4 s"
+        pid = int((tmp_path / "pid").read_text())
+        for _ in range(100):  # the timed-out actor is killed, not left sleeping on its GPU
+            if not os.path.exists(f"/proc/{pid}"):
+                break
+            time.sleep(0.1)
+        assert not os.path.exists(f"/proc/{pid}")
+        ex.timeout_s = 0.0
+        submit(ex, "after", "boom", 2)  # on a new actor
+        assert drain(ex)["after"].error == "RuntimeError: bad input 2"
+    finally:
+        ex.close()
 
 
 def test_errors_and_a_killed_worker_is_retried(cluster, tmp_path):
@@ -234,6 +307,48 @@ def test_capacity_follows_nodes_and_a_task_no_node_can_run_any_more_fails(cluste
     drain(ex)
     assert ex.capacity == 4  # and it left
     ex.close()
+
+
+def test_a_gpu_node_that_leaves_loses_its_actor_and_capacity_follows(cluster, tmp_path):
+    """A node with a GPU joins (one actor more) and dies under a running candidate: that
+    candidate is ``lost`` (with no retries left), the others finish, capacity goes back."""
+    spot = cluster.add_node(num_cpus=1, num_gpus=1, object_store_memory=80 * 2**20)
+    cluster.wait_for_nodes()
+    ex = executors.make("ray", None, {"num_gpus": 1, "max_retries": 0})
+    ex.poll_s = 0.5
+    assert ex.capacity == 3  # 2 + 1 GPUs
+    out = {}
+    try:
+        for i in range(3):
+            ex.submit(f"t{i}", "tests.chaos_tasks:hold", str(tmp_path), str(i))
+        waiter = threading.Thread(target=lambda: out.update(drain(ex)))  # tasks start in
+        waiter.start()  # wait_any, as in a controller
+        on_spot = _started_on(tmp_path, spot.node_id, 3)
+        cluster.remove_node(spot)
+        (tmp_path / "release").touch()
+        waiter.join(180)
+        assert not waiter.is_alive()
+        lost = out[f"t{on_spot}"]
+        assert lost.lost and lost.error.startswith("worker failed: ActorDiedError"), lost
+        assert all(o.error is None and o.value != spot.node_id
+                   for k, o in out.items() if k != f"t{on_spot}")
+        time.sleep(ex.poll_s)  # the next wait looks at the nodes again
+        submit(ex, "after", "boom", 1)
+        assert drain(ex)["after"].error == "RuntimeError: bad input 1"
+        assert ex.capacity == 2  # the node left
+    finally:
+        ex.close()
+
+
+def _started_on(directory, node_id, n, timeout_s=120):
+    """Which of ``n`` held tasks started on ``node_id`` (once all started)."""
+    deadline = time.time() + timeout_s
+    while len(list(directory.glob("started.*"))) < n:
+        assert time.time() < deadline, "the tasks did not all start"
+        time.sleep(0.1)
+    on = [p.name.split(".")[1] for p in directory.glob("started.*") if p.read_text() == node_id]
+    assert len(on) == 1
+    return on[0]
 
 
 # --------------------------------------------------------------------------- evolution on Ray

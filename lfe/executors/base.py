@@ -8,19 +8,23 @@
 
 Work travels as a target string and plain data, resolved where it runs (``lfe.core.registry``),
 so the controller never imports the code that trains. ``inprocess`` runs each task when it is
-waited for, in submission order: deterministic, the default. ``pool`` runs tasks in worker
+waited for, in submission order: deterministic, the tests' choice. ``pool`` runs tasks in worker
 processes started with *spawn* (never fork: JAX is multithreaded), one per core by default, each
 pinned to its own core before JAX is imported — on 2 cores two single-core workers evaluate more
-candidates per hour than one two-core process (BENCHMARKS.md). ``ray`` runs each task as a Ray
-task on a cluster (``lfe.executors.ray_executor``; Ray is an optional extra, imported only when
+candidates per hour than one two-core process (BENCHMARKS.md). ``devices`` runs one long-lived
+worker process per GPU or TPU chip, each seeing only its device (``lfe.executors.pool``);
+``auto``, the modes' default, is ``devices`` on a host with accelerators and ``pool`` elsewhere
+(``lfe.executors.devices``). ``ray`` runs tasks on a cluster, GPU work on one warm actor per GPU
+(``lfe.executors.ray_executor``, ``ray_actors``; Ray is an optional extra, imported only when
 that executor is made). ``vmap`` trains K queued candidates at once (``lfe.executors.vmap``).
 ``make(name, workers, ray_options)`` builds one by name. A task that raises is returned as an
 Outcome with ``error`` set; the executor keeps running. A task whose worker dies is returned
 with ``error`` = ``worker failed: ...`` and, when the worker or its host was lost through no
 fault of the task (a node's death, a kill from outside), ``lost`` (``lfe.core.retry``: such an
 attempt is not charged to the task); the other tasks go on. A task that ran past its timeout is
-returned with ``timed_out`` set as well. Executors never retry a task themselves (Ray re-runs
-one whose worker died, ``ray.max_retries`` times, before reporting it); the controller does.
+returned with ``timed_out`` set as well. Executors never retry a task themselves (except that
+``ray`` runs one whose worker process or actor died again, ``ray.max_retries`` times, before
+reporting it); the controller does.
 """
 
 from __future__ import annotations

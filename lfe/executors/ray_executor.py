@@ -5,21 +5,28 @@ Same protocol as ``lfe.executors`` (``submit``, ``wait_any``, ``pending``, ``cap
 (``lfe.executors.ray_config``). Ray is an optional extra (``requirements-ray.txt``): this module
 is imported only when that executor is made.
 
-Each task declares its resources in the remote decorator: ``num_gpus`` (1 = one candidate per
-GPU; a fraction shares a GPU between small surrogates) and ``num_cpus``. Declaring GPUs there
-(not in ``.options``) keeps Ray's default of one task per worker process for GPU tasks, so a
-process never reuses a JAX backend bound to another task's ``CUDA_VISIBLE_DEVICES``. CPU-only
-tasks run with ``JAX_PLATFORMS=cpu`` (and single-threaded XLA when they own one CPU); tasks on a
-fraction of a GPU run with ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` so they do not each reserve
-75% of its memory.
+Work with GPUs (``num_gpus > 0``; 1 = one candidate per GPU, a fraction shares a GPU between
+small surrogates) runs on warm workers: one long-lived Ray actor per GPU, or per GPU share,
+each bound to its device for its whole life and running candidate after candidate, so the JAX
+import, the dataset, CUDA's start-up and the compiled steps are paid once per actor, not per
+candidate (``lfe.executors.ray_actors``; a plain GPU task would get a fresh process each time:
+Ray's ``max_calls=1`` for GPU tasks). Tasks on a fraction of a GPU run with
+``XLA_PYTHON_CLIENT_PREALLOCATE=false`` so they do not each reserve 75% of its memory.
 
-A task whose worker process or host dies is re-run by Ray up to ``max_retries`` times (an
-exception inside the task is not a worker failure: it comes back as an Outcome with ``error``);
-after that it comes back as ``worker failed: ...``, ``lost`` when its node died
-(``worker_failure``).
-A task still unfinished ``timeout_s`` after its submission is cancelled (its worker is killed)
-and comes back with ``timed_out``. The controller holds all state; a task only ever returns a
-value, so a result reaches the controller once or not at all.
+CPU-only work (``num_gpus=0``) stays plain Ray tasks declaring ``num_cpus``, run with
+``JAX_PLATFORMS=cpu`` (and single-threaded XLA when they own one CPU). They are warm already:
+Ray reuses a CPU task's worker process for later tasks (no ``max_calls`` limit for CPU tasks),
+so JAX, the dataset and compiled steps stay in it as they do in an actor; and as tasks they go
+wherever CPUs are free at each moment, with Ray's own re-runs on a lost worker or node, with no
+device binding at stake that an actor would protect (measured in BENCHMARKS.md, Ray overhead).
+
+A task whose worker process or host dies is run again up to ``max_retries`` times (by Ray for
+CPU tasks; on a new actor, first in the queue, for GPU work); an exception inside the task is
+not a worker failure: it comes back as an Outcome with ``error``. After that it comes back as
+``worker failed: ...``, ``lost`` when its node died (``worker_failure``; for an actor: its node
+is gone). A task still unfinished ``timeout_s`` after its submission is cancelled (its worker
+process or actor is killed) and comes back with ``timed_out``. The controller holds all state;
+a task only ever returns a value, so a result reaches the controller once or not at all.
 
 The executor follows the cluster (``ray_resources``): ``num_gpus=-1`` (the configs' default) is
 one GPU per task when the cluster has GPUs and CPU-only tasks otherwise; ``capacity`` (unless
@@ -37,7 +44,7 @@ import sys
 import time
 
 from lfe.core import malloc, stop
-from lfe.executors import ray_resources, reaper
+from lfe.executors import ray_actors, ray_resources, reaper
 from lfe.executors.base import Outcome, call
 from lfe.executors.pool import single_thread_flags
 
@@ -100,8 +107,64 @@ def worker_failure(e: Exception) -> Outcome:
                    lost=lost)
 
 
+class _Tasks:
+    """CPU-only work as plain Ray tasks (Ray re-runs one whose worker died)."""
+
+    def __init__(self, ray, *, num_cpus: float, num_gpus: float, max_retries: int,
+                 env: dict[str, str]):
+        self._ray = ray
+        self._remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=max_retries,
+                                  retry_exceptions=False, runtime_env={"env_vars": env})(call)
+        self._running: dict = {}  # ObjectRef -> (key, submission time)
+
+    @property
+    def pending(self) -> int:
+        return len(self._running)
+
+    def submitted_times(self) -> list[float]:
+        return [t for _, t in self._running.values()]
+
+    def submit(self, key: str, target: str, args: tuple, submitted: float) -> None:
+        self._running[self._remote.remote(target, args)] = (key, submitted)
+
+    def refs(self) -> list:
+        return list(self._running)
+
+    def dispatch(self, capacity: int) -> None:
+        pass  # Ray queues the tasks itself
+
+    def collect(self, ready: list) -> list[tuple[str, Outcome]]:
+        out = []
+        for ref in ready:
+            key, _ = self._running.pop(ref)
+            try:
+                out.append((key, self._ray.get(ref)))
+            except self._ray.exceptions.RayError as e:  # retries used up: worker/host lost, OOM
+                out.append((key, worker_failure(e)))
+        return out
+
+    def expire(self, now: float, timeout_s: float) -> list[tuple[str, Outcome]]:
+        out = []
+        for ref, (key, submitted) in list(self._running.items()):
+            if now - submitted >= timeout_s:
+                self._ray.cancel(ref, force=True)  # kills the worker: frees its GPU/CPU
+                del self._running[ref]
+                out.append((key, Outcome(error=f"timed out after {timeout_s:g} s",
+                                         timed_out=True)))
+        return out
+
+    def follow(self, nodes: list[dict], capacity: int) -> None:
+        pass  # Ray places each task on a live node
+
+    def close(self) -> None:
+        for ref in self._running:
+            self._ray.cancel(ref, force=True)
+        self._running.clear()
+
+
 class RayExecutor:
-    """Runs tasks as Ray tasks; ``capacity`` = ``workers`` or what the cluster fits."""
+    """Runs tasks on Ray (warm actors for GPU work, plain tasks for CPU work); ``capacity`` =
+    ``workers`` or what the cluster fits."""
 
     poll_s = 5.0  # how often a waiting controller looks at the cluster's nodes
 
@@ -116,7 +179,7 @@ class RayExecutor:
             raise ValueError("ray num_cpus, max_retries, timeout_s and node_wait_s must be >= 0, "
                              "num_gpus >= 0 or -1 (auto)")
         self._ray = ray
-        self._tasks: dict = {}  # ObjectRef -> (key, submission time)
+        self._work = None  # _Tasks or ray_actors.DeviceActors, once the shape is known
         self._owns_ray = not ray.is_initialized()  # tests and notebooks may bring their own
         self._reaper = _init(ray, address, working_dir) if self._owns_ray else None
         try:
@@ -128,10 +191,10 @@ class RayExecutor:
         except BaseException:
             self.close()
             raise
-        self._remote = ray.remote(
-            num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=max_retries,
-            retry_exceptions=False,
-            runtime_env={"env_vars": task_env(self.num_cpus, self.num_gpus)})(call)
+        shape = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus,
+                 "max_retries": int(max_retries), "env": task_env(self.num_cpus, self.num_gpus)}
+        self._work = (ray_actors.DeviceActors(ray, failure=worker_failure, **shape)
+                      if self.num_gpus > 0 else _Tasks(ray, **shape))
 
     def _await_nodes(self) -> None:
         """Sets ``capacity``; waits (``node_wait_s`` at most) while no node can run a task."""
@@ -151,6 +214,8 @@ class RayExecutor:
         self._looked = time.monotonic()
         self.capacity = self._workers or ray_resources.capacity(nodes, self.num_cpus,
                                                                 self.num_gpus)
+        if self._work is not None:
+            self._work.follow(nodes, self.capacity)  # actors on nodes that left end
         problem = ray_resources.unfit(nodes, self.num_cpus, self.num_gpus)
         if problem is None:
             self._unfit_since = None
@@ -163,58 +228,48 @@ class RayExecutor:
 
     @property
     def pending(self) -> int:
-        return len(self._tasks)
+        return self._work.pending
 
     def submit(self, key: str, target: str, *args) -> None:
-        self._tasks[self._remote.remote(target, args)] = (key, time.monotonic())
+        self._work.submit(key, target, args, time.monotonic())
+        self._work.dispatch(self.capacity)
 
     def _wait_s(self) -> float:
         """Seconds until the next look at the cluster or the oldest task's deadline."""
         wait = max(0.0, self._looked + self.poll_s - time.monotonic())
         if self.timeout_s:
-            oldest = min(t for _, t in self._tasks.values())
+            oldest = min(self._work.submitted_times())
             wait = min(wait, max(0.0, oldest + self.timeout_s - time.monotonic()))
         return wait
 
     def wait_any(self) -> list[tuple[str, Outcome]]:
         """At least one finished (or timed-out) task, sorted by key."""
-        ray = self._ray
-        while self._tasks:
+        ray, work = self._ray, self._work
+        while work.pending:
             if time.monotonic() - self._looked >= self.poll_s:
                 self._refresh()  # nodes joined or left: capacity; none fits: an error
-            refs = list(self._tasks)
+            work.dispatch(self.capacity)
+            refs = work.refs()
+            if not refs:  # nothing to wait on until the next look at the nodes
+                time.sleep(min(self._wait_s(), 0.5))
+                continue
             ready, _ = ray.wait(refs, num_returns=1, timeout=self._wait_s())
             if ready:  # take every task finished by now, not just the first
                 ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
-                return sorted((self._result(ref) for ref in ready), key=lambda kv: kv[0])
-            expired = self._expired()
-            if expired:
-                return expired
+                done = work.collect(ready)
+                work.dispatch(self.capacity)
+                if done:
+                    return sorted(done, key=lambda kv: kv[0])
+                continue  # an actor started, or a dead actor's task went back to the queue
+            if self.timeout_s:
+                expired = work.expire(time.monotonic(), self.timeout_s)
+                if expired:
+                    return sorted(expired, key=lambda kv: kv[0])
         return []
 
-    def _result(self, ref) -> tuple[str, Outcome]:
-        key, _ = self._tasks.pop(ref)
-        try:
-            return key, self._ray.get(ref)
-        except self._ray.exceptions.RayError as e:  # retries used up: worker/host lost, OOM
-            return key, worker_failure(e)
-
-    def _expired(self) -> list[tuple[str, Outcome]]:
-        if not self.timeout_s:
-            return []
-        now, out = time.monotonic(), []
-        for ref, (key, submitted) in list(self._tasks.items()):
-            if now - submitted >= self.timeout_s:
-                self._ray.cancel(ref, force=True)  # kills the worker: frees its GPU/CPU
-                del self._tasks[ref]
-                out.append((key, Outcome(error=f"timed out after {self.timeout_s:g} s",
-                                         timed_out=True)))
-        return sorted(out, key=lambda kv: kv[0])
-
     def close(self) -> None:
-        for ref in self._tasks:
-            self._ray.cancel(ref, force=True)
-        self._tasks.clear()
+        if self._work is not None:
+            self._work.close()
         if self._owns_ray:
             self._ray.shutdown()
             _stop_reaper(self._reaper)
