@@ -268,7 +268,11 @@ class RayExecutor:
         return []
 
     def close(self) -> None:
-        if self._work is not None:
+        # A Ray this executor connected itself ends with this job, and Ray ends the job's tasks
+        # and actors with it: no force-cancel first (racing a task that just finished, it can
+        # abort the controller in Ray's task manager). A Ray brought by the caller stays up, so
+        # the tasks are cancelled and the actors ended here.
+        if self._work is not None and not self._owns_ray:
             self._work.close()
         if self._owns_ray:
             self._ray.shutdown()
