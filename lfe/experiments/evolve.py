@@ -99,9 +99,10 @@ class _Run:
         rundir.save_state(self.workdir, self.state.to_dict())
 
     def tell(self, candidate_id: int, record: dict, *, log: bool = True) -> None:
-        if log:
+        if log:  # the candidate too, so lfe.core.recover can rebuild a lost state from the log
+            asked = next((c.to_dict() for c in self.state.in_flight if c.id == candidate_id), None)
             rundir.append_event(self.workdir, {"id": candidate_id, "record": record,
-                                               "time": time.time(),
+                                               "candidate": asked, "time": time.time(),
                                                "git_revision": fileio.git_revision()})
         self.state = evolution.tell(self.params, self.state, candidate_id, record)
         self.save()
