@@ -5,12 +5,17 @@ mode is a module function ``run(config, workdir)``. Errors in the input (unknown
 files, bad values) end with one ``lfe: error: ...`` line and exit status 2. SIGINT (Ctrl-C) or
 SIGTERM stops a run: its executor is closed and ``stopped; rerun the same command to resume`` is
 the one line printed (exit status 128 + the signal's number); a second signal ends it at once
-(``lfe.core.stop``).
+(``lfe.core.stop``). A config with a ``command`` key records the command line that ran it there
+(``invocation``: overrides included), so tables can say how to reproduce them. JAX's INFO line
+``Unable to initialize backend 'tpu'`` on a host without TPU software is not printed
+(``quiet_tpu_probe``).
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
+import shlex
 import sys
 
 from absl import app, flags
@@ -40,8 +45,37 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+_ARGV: list[str] = []  # the command line as parse_flags got it
+
+
+def invocation(argv: list[str]) -> str:
+    """The command line ``argv`` as one shell line that reruns it: ``python -m lfe.main`` and
+    its flags as given, quoted where the shell needs it."""
+    return " ".join(["python -m lfe.main"] + [shlex.quote(a) for a in argv[1:]])
+
+
+class _NoTpuProbe(logging.Filter):
+    """Drops JAX's INFO record of probing for a TPU where no TPU software is installed (libtpu
+    cannot be opened): absl prints INFO records, and every CPU run would show it. A TPU that
+    fails to start on a host with libtpu, and every warning or error, still show."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (record.levelno <= logging.INFO
+                    and message.startswith("Unable to initialize backend 'tpu'")
+                    and "libtpu.so" in message)
+
+
+def quiet_tpu_probe() -> None:
+    """Installs ``_NoTpuProbe`` on JAX's backend logger (once)."""
+    logger = logging.getLogger("jax._src.xla_bridge")
+    if not any(isinstance(f, _NoTpuProbe) for f in logger.filters):
+        logger.addFilter(_NoTpuProbe())
+
+
 def parse_flags(argv):
     """absl's flag parsing, with config-file and override errors reduced to one line."""
+    _ARGV[:] = argv
     try:
         return flags.FLAGS(argv)
     except Exception as e:  # noqa: BLE001 - config_flags raises many types; all are input errors
@@ -76,6 +110,9 @@ def main(argv):
     config = _CONFIG.value
     if config is None or _WORKDIR.value is None:
         _fail("both --config=configs/<x>.py and --workdir=DIR are required")
+    if "command" in config and _ARGV:
+        config.command = invocation(_ARGV)  # what made this run, for its Reproduce line
+    quiet_tpu_probe()
     stop.install()  # SIGINT/SIGTERM: close the executor, one line, rerun resumes
     try:
         dispatch(config, _WORKDIR.value)

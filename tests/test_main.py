@@ -76,3 +76,33 @@ def test_evolve_cli_one_line_errors(tmp_path):
     assert typo.stderr.strip().splitlines()[-1] == (
         'lfe: error: unknown config key in a --config.* override: fitnes; '
         'Did you mean "fitness" instead of "fitnes"?')
+
+
+def test_invocation_is_the_command_line_as_a_shell_line():
+    argv = ["/x/lfe/main.py", "--config=configs/table4.py:runlocal", "--workdir=runs/a b",
+            "--config.dataset=npz:/data/my set.npz"]
+    assert main.invocation(argv) == (
+        "python -m lfe.main --config=configs/table4.py:runlocal '--workdir=runs/a b' "
+        "'--config.dataset=npz:/data/my set.npz'")
+    assert main.invocation(["lfe"]) == "python -m lfe.main"
+
+
+def test_the_tpu_probe_line_is_dropped_and_nothing_else():
+    import logging
+
+    main.quiet_tpu_probe()
+    main.quiet_tpu_probe()  # once
+    logger = logging.getLogger("jax._src.xla_bridge")
+    assert sum(isinstance(f, main._NoTpuProbe) for f in logger.filters) == 1
+    probe = ("Unable to initialize backend 'tpu': INTERNAL: Failed to open libtpu.so: "
+             "libtpu.so: cannot open shared object file: No such file or directory")
+    failed = "Unable to initialize backend 'tpu': UNAVAILABLE: TPU chip busy"
+
+    def shown(level, message):
+        return logger.filter(logger.makeRecord(logger.name, level, "x.py", 1, message, (), None))
+
+    assert not shown(logging.INFO, probe)
+    assert shown(logging.WARNING, probe)  # a warning is never hidden
+    assert shown(logging.INFO, failed)  # a TPU host whose TPU fails to start: shown
+    assert shown(logging.INFO, "Unable to initialize backend 'cuda': no GPU")
+
