@@ -25,6 +25,24 @@ def test_writer_writes_tensorboard_event_files(tmp_path):
     assert "fitness/best" in tags and "fitness/mean" in tags
 
 
+def test_scalars_read_back_with_their_steps_and_times(tmp_path):
+    w = metrics.create_writer(str(tmp_path))
+    w.write_scalars(1, {"a": 0.5, "b": 2.0}, walltime=1000.5)
+    w.write_scalars(2, {"a": 0.25})
+    w.close()
+    got = metrics.read_scalars(str(tmp_path))
+    assert [(s, v) for s, v, _ in got["a"]] == [(1, 0.5), (2, 0.25)]
+    assert got["b"] == [(1, 2.0, 1000.5)]
+    (path,) = metrics.event_files(str(tmp_path))
+    with open(path, "ab") as f:
+        f.write(b"\x10\x00\x00")  # a record cut short by a kill: reading stops there
+    assert metrics.read_scalars(str(tmp_path)) == got
+    (tmp_path / "keep.txt").write_text("x")
+    assert metrics.remove_event_files(str(tmp_path)) == 1
+    assert os.listdir(tmp_path) == ["keep.txt"] and metrics.read_scalars(str(tmp_path)) == {}
+    assert metrics.event_files(str(tmp_path / "none")) == []
+
+
 def test_writer_does_not_import_torch(tmp_path):
     """tensorboardX would import torch when installed; the writer must not pull it in."""
     import subprocess
