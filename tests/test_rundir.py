@@ -15,6 +15,17 @@ def test_save_load_round_trip_and_previous_checkpoint(tmp_path):
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]
 
 
+
+def test_the_run_clock_lies_beside_the_state(tmp_path):
+    rundir.save_state(str(tmp_path), {"a": 1})  # a run that keeps no clock (older runs)
+    assert rundir.elapsed_of(rundir.load_checkpoint(str(tmp_path))) == 0.0
+    rundir.save_state(str(tmp_path), {"a": 2}, elapsed=12.34567)
+    checkpoint = rundir.load_checkpoint(str(tmp_path))
+    assert checkpoint["state"] == rundir.load_state(str(tmp_path)) == {"a": 2}
+    assert rundir.elapsed_of(checkpoint) == 12.346
+    assert rundir.elapsed_of(None) == 0.0 and rundir.elapsed_of({"elapsed_s": "x"}) == 0.0
+    assert rundir.load_checkpoint(str(tmp_path / "fresh")) is None
+
 @pytest.mark.parametrize("damage", ["truncate", "checksum", "garbage"])
 def test_damaged_state_falls_back_to_previous(tmp_path, damage, capsys):
     rundir.save_state(str(tmp_path), {"a": 1})

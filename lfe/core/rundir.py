@@ -1,11 +1,13 @@
 """The run directory of a search: checkpointed state, event log, best genomes.
 
 ``state.json`` holds everything the controller knows, as ``{"version", "sha256", "state"}``; the
-checksum covers the canonical JSON of ``state``. Each save writes a temp file (fsync), keeps the
-previous checkpoint as ``state.prev.json`` and renames the new one into place, so a kill at any
-moment leaves at least one good checkpoint. Loading verifies the checksum and falls back to the
-previous checkpoint with a warning; if neither is good it stops with an error — a damaged run is
-never silently restarted.
+checksum covers the canonical JSON of ``state``. A run that keeps its clock adds ``elapsed_s``
+(seconds its sessions have run so far, ``save_state(elapsed=)``): it lies beside the state, so a
+resumed run's state stays exactly an uninterrupted run's. Each save writes a temp file (fsync),
+keeps the previous checkpoint as ``state.prev.json`` and renames the new one into place, so a
+kill at any moment leaves at least one good checkpoint. Loading verifies the checksum and falls
+back to the previous checkpoint with a warning; if neither is good it stops with an error — a
+damaged run is never silently restarted.
 
 ``events.jsonl`` gets one line per finished evaluation *before* the state that includes it is
 saved (flushed and fsynced), so a restart can take a finished evaluation from the log instead of
@@ -46,11 +48,13 @@ def _digest(state) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def save_state(workdir: str, state: dict) -> None:
+def save_state(workdir: str, state: dict, *, elapsed: float | None = None) -> None:
     path = os.path.join(workdir, STATE)
     tmp = os.path.join(workdir, ".state.next.json")
-    fileio.write_json_atomic(tmp, {"version": VERSION, "sha256": _digest(state),
-                                   "state": state}, indent=None)
+    checkpoint = {"version": VERSION, "sha256": _digest(state), "state": state}
+    if elapsed is not None:
+        checkpoint["elapsed_s"] = round(float(elapsed), 3)
+    fileio.write_json_atomic(tmp, checkpoint, indent=None)
     if os.path.exists(path):
         os.replace(path, os.path.join(workdir, PREVIOUS))
     os.replace(tmp, path)
@@ -75,11 +79,24 @@ def _read_checkpoint(path: str) -> dict:
         raise CorruptRunError(f"{path} is not an lfe state checkpoint (version {VERSION})")
     if _digest(data["state"]) != data.get("sha256"):
         raise CorruptRunError(f"{path} fails its checksum")
-    return data["state"]
+    return data
 
 
 def load_state(workdir: str) -> dict | None:
-    """The newest good checkpoint, or None for a fresh run directory."""
+    """The newest good checkpoint's state, or None for a fresh run directory."""
+    checkpoint = load_checkpoint(workdir)
+    return None if checkpoint is None else checkpoint["state"]
+
+
+def elapsed_of(checkpoint: dict | None) -> float:
+    """The seconds a checkpoint's run had run (0 when it kept no clock, or none was saved)."""
+    value = (checkpoint or {}).get("elapsed_s", 0.0)
+    return float(value) if isinstance(value, int | float) and value >= 0 else 0.0
+
+
+def load_checkpoint(workdir: str) -> dict | None:
+    """The newest good checkpoint (``{"version", "sha256", "state"}`` and, when kept,
+    ``elapsed_s``), or None for a fresh run directory."""
     paths = [os.path.join(workdir, name) for name in (STATE, PREVIOUS)]
     if not any(os.path.exists(p) for p in paths):
         return None
@@ -88,14 +105,14 @@ def load_state(workdir: str) -> dict | None:
         if not os.path.exists(path):
             continue
         try:
-            state = _read_checkpoint(path)
+            checkpoint = _read_checkpoint(path)
         except CorruptRunError as e:
             errors.append(str(e))
             continue
         if errors:
             print(f"warning: {errors[0]}; resuming from the previous checkpoint {path}",
                   file=sys.stderr)
-        return state
+        return checkpoint
     raise CorruptRunError(f"no good checkpoint in {workdir}: {'; '.join(errors)} "
                           "(refusing to restart over a damaged run; use a new --workdir)")
 
