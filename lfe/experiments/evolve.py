@@ -247,7 +247,9 @@ def write_best(state, workdir: str, k: int) -> list[dict]:
 
 def _evolve(r: _Run, executor) -> None:
     """Asks, submits and tells until the run is done (or out of budget) and nothing is pending;
-    the in-flight candidates of a resumed run are submitted first."""
+    the in-flight candidates of a resumed run are submitted first. Each ask is logged to
+    ``asked.jsonl`` before it is submitted (``lfe.core.recover`` rebuilds a lost state from it)."""
+    from lfe.core import recover
     for candidate in r.state.in_flight:
         r.submit(executor, candidate)
     while True:
@@ -257,6 +259,7 @@ def _evolve(r: _Run, executor) -> None:
             for phenotype, equation_text in admitted:
                 r.archive.add(phenotype, equation_text)
             r.save()  # in-flight candidates are on disk before they are submitted
+            recover.log_asked(r.workdir, new)
             for candidate in new:
                 r.submit(executor, candidate)
         if not executor.pending:
