@@ -106,3 +106,115 @@ def test_the_tpu_probe_line_is_dropped_and_nothing_else():
     assert shown(logging.INFO, failed)  # a TPU host whose TPU fails to start: shown
     assert shown(logging.INFO, "Unable to initialize backend 'cuda': no GPU")
 
+
+def test_a_cli_run_records_its_command_line_with_its_overrides(tmp_path):
+    """A compare run on another dataset: the table's Reproduce line is the command that made
+    it, overrides included, and the paper's column (CIFAR-10, Table 4's protocol) is left out
+    (the fake training never reads the dataset)."""
+    import numpy as np
+
+    work, data = tmp_path / "cmp", tmp_path / "other.npz"
+    x, y = np.zeros((4, 32, 32, 3), np.uint8), np.arange(4) % 2
+    np.savez(data, x_train=x, y_train=y, x_test=x, y_test=y)
+    args = ["--config=configs/table4.py:runlocal", f"--workdir={work}",
+            f"--config.dataset=npz:{data}", "--config.seeds=1"]
+    done = subprocess.run([sys.executable, "-m", "tests.drive",
+                           "--task=train_cell=tests.fake_training:train", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    command = "python -m lfe.main " + " ".join(args)
+    assert json.load(open(work / "config.json"))["command"] == command
+    md = (work / "results.md").read_text()
+    assert f"Reproduce: `{command}`" in md
+    assert "(paper)" not in md and "58.660" not in md
+    assert "measured on in dataset, protocol.steps" in md  # runlocal: a shorter protocol too
+
+
+# --------------------------------------------------------------------- issue #18: CLI and messages
+
+def last_error(result) -> str:
+    """The last stderr line, which must be the only 'lfe: error' line and no traceback."""
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert [x for x in lines if x.startswith("lfe: error")] == lines[-1:], result.stderr[-2000:]
+    return lines[-1]
+
+
+def test_help_names_modes_configs_variants_and_how_to_see_keys():
+    out = run_cli("--help")
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    for mode in main.MODES:
+        assert mode in text
+    quickstart = text[text.index("  quickstart.py "):text.index("  report.py ")]
+    assert "(mode evolve)" in quickstart and "variants: runlocal" in quickstart
+    assert "variants: table8 | table9 | table10 | table11 (one required), runlocal" in text
+    assert "--print_config" in text and "--config.fitness.surrogate.steps=300" in text
+    assert "cifar-10-binary.tar.gz" in text  # where the data comes from
+    assert run_cli("-h").stdout == text
+
+
+def test_print_config_prints_the_resolved_config_with_overrides_and_exits():
+    out = run_cli("--config=configs/quickstart.py:runlocal", "--config.max_iterations=7",
+                  "--config.fitness.surrogate.steps=90", "--print_config")
+    assert out.returncode == 0, out.stderr
+    printed = json.loads(out.stdout)
+    assert printed["mode"] == "evolve" and printed["max_iterations"] == 7
+    assert printed["fitness"]["surrogate"]["steps"] == 90
+    assert printed["population_size"] == 3  # the runlocal variant
+
+
+def test_a_bad_config_value_fails_at_once_naming_the_key_and_the_type(tmp_path):
+    base = ["--config=configs/quickstart.py:runlocal", f"--workdir={tmp_path}/run"]
+    band = run_cli(*base, "--config.ce_band=abc")
+    assert band.returncode == 2
+    assert last_error(band).startswith(
+        "lfe: error: config.ce_band: expected () or three fitness values (max, mean, min)")
+    assert not (tmp_path / "run").exists()  # refused before anything was written or trained
+    top = run_cli(*base, "--config.top_k=abc")
+    assert last_error(top) == ("lfe: error: config.top_k: expected an integer (it is 10 now), "
+                               "got 'abc'")
+    rules = run_cli(*base, "--print_config", "--config.fitness.gate.optimizer=adamw")
+    assert rules.returncode == 2
+    assert last_error(rules) == ("lfe: error: config.fitness.gate.optimizer: expected one of "
+                                 "'adam', 'sgd_nesterov', got 'adamw'")
+
+
+def test_unknown_variant_and_missing_config_are_one_plain_line():
+    bad = run_cli("--config=configs/quickstart.py:bogus", "--workdir=/tmp/unused")
+    assert bad.returncode == 2
+    assert last_error(bad) == ("lfe: error: configs/quickstart.py:bogus: unknown variant "
+                               "'bogus'; available: runlocal")
+    missing = run_cli("--config=configs/nosuch.py", "--workdir=/tmp/unused")
+    assert missing.returncode == 2
+    line = last_error(missing)
+    assert line.startswith("lfe: error: no config file 'configs/nosuch.py' (looked in ")
+    assert "configs/quickstart.py" in line
+
+
+def test_config_paths_resolve_outside_the_checkout(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    out = subprocess.run([sys.executable, "-m", "lfe.main", "--print_config",
+                          "--config=configs/phenotypes.py:runlocal"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["mode"] == "phenotypes"
+
+
+def test_os_errors_name_the_path_and_the_cause(tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    base = ["--config=configs/phenotypes.py:runlocal", "--config.num_random=10"]
+    is_file = run_cli(*base, f"--workdir={a_file}")
+    assert is_file.returncode == 2
+    assert last_error(is_file) == (f"lfe: error: --workdir {a_file} is a file, not a "
+                                   "directory; name a directory (created if missing)")
+    under = run_cli(*base, f"--workdir={a_file}/run")
+    assert under.returncode == 2
+    assert last_error(under) == f"lfe: error: {a_file}/run: Not a directory"
+    # as root a read-only directory is writable, so the message is checked on the error itself
+    denied = PermissionError(13, "Permission denied", "/runs/x/config.json")
+    assert main._last_line(denied) == "/runs/x/config.json: Permission denied"
+    assert main.os_error(OSError(18, "Invalid cross-device link", "/a", "/b")) == (
+        "/a -> /b: Invalid cross-device link")
+    assert main._last_line(OSError(17, "File exists")) == "File exists"
