@@ -181,3 +181,21 @@ def test_cifar10_prepared_by_tfds_is_read_back_by_lfe(tmp_path):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["same_test_split"] and result["train"] == 10 and result["classes"] == 10
     assert result["names"][:2] == ["airplane", "automobile"]
+
+
+def test_cifar10_without_data_or_network_is_one_line_naming_the_way_out(monkeypatch):
+    """No $LFE_DATA_DIR and tfds cannot download: the error says where the data comes from."""
+    from lfe.training import data
+
+    monkeypatch.delenv("LFE_DATA_DIR", raising=False)
+
+    def offline(name, split, data_dir):
+        raise ConnectionError("Max retries exceeded with url: /~kriz/cifar-10-binary.tar.gz")
+
+    with pytest.raises(OSError) as info:
+        data.load("cifar10", reader=offline)
+    assert str(info.value) == (
+        "no CIFAR-10 from tensorflow-datasets (Max retries exceeded with url: "
+        "/~kriz/cifar-10-binary.tar.gz); set $LFE_DATA_DIR to a cifar-10-batches-bin folder, "
+        "the official binary version https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz "
+        "unpacked")

@@ -21,6 +21,7 @@ import pathlib
 import numpy as np
 
 FOLDER_NAME = "cifar-10-batches-bin"
+URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"  # the binary version, 163 MB
 TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 TEST_FILE = "test_batch.bin"
 META_FILE = "batches.meta.txt"

@@ -223,8 +223,13 @@ def load_cifar10(
             raise FileNotFoundError(
                 f"no CIFAR-10 data at {data_dir}: expected {cifar_binary.TRAIN_FILES[0]} in it or "
                 f"in {cifar_binary.FOLDER_NAME}/, or a tfds cifar10/ folder")
-        return load_tfds("cifar10", data_dir=data_dir, val_size=val_size,
-                                     image_size=image_size, **tfds_kwargs)
+        try:
+            return load_tfds("cifar10", data_dir=data_dir, val_size=val_size,
+                             image_size=image_size, **tfds_kwargs)
+        except OSError as e:  # offline: tfds gives up downloading after its retries
+            raise OSError(f"no CIFAR-10 from tensorflow-datasets ({e}); set ${DATA_DIR_ENV} to "
+                          f"a {cifar_binary.FOLDER_NAME} folder, the official binary version "
+                          f"{cifar_binary.URL} unpacked") from None
     arrays = cifar_binary.read_cifar10_binary(directory)
     return from_arrays(arrays.train_images, arrays.train_labels, arrays.test_images,
                        arrays.test_labels, name="cifar10", num_classes=cifar_binary.NUM_CLASSES,
