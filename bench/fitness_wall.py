@@ -1,6 +1,7 @@
 """Per-candidate wall time of a fitness worker, before and after a change, in one run.
 
-    python -m bench.fitness_wall [--before=REV] [--candidates=4] [--repeats=1] [--no-write]
+    python -m bench.fitness_wall [--before=REV] [--after=REV] [--candidates=4] [--repeats=1]
+        [--no-write]
 
 A worker process evaluates ``--candidates`` random accepted genomes one after another with
 ``lfe.worker.evaluate_candidate`` (the gate, then the surrogate), as a pool worker does, on real
@@ -54,13 +55,23 @@ def worker(candidates: int, protocols: str) -> dict:
     config = fitness_config(protocols)
     config["data_dir"] = os.environ.get("LFE_DATA_DIR", "")
     config["gate_min_train_accuracy"] = 0.0  # every candidate runs the gate and the surrogate
+    compile_s = [0.0]  # XLA compile time (trace + lowering + backend compile), all functions
+
+    def on_duration(event: str, seconds: float, **_) -> None:
+        if event.startswith("/jax/core/compile/"):
+            compile_s[0] += seconds
+
+    import jax.monitoring
+
+    jax.monitoring.register_event_duration_secs_listener(on_duration)
     pairs = integrity.sample_valid(np.random.default_rng(0), candidates, integrity.Archive())
     out = []
     for i, (g, verdict) in enumerate(pairs):
         spec = {"name": f"c{i}", "genome": genome.to_dict(g), "sign": verdict.sign}
-        start = time.perf_counter()
+        start, cpu, compile_s[0] = time.perf_counter(), time.process_time(), 0.0
         record = worker_lib.evaluate_candidate(spec, config, seed=i)
-        out.append({"wall_s": time.perf_counter() - start, "status": record["status"],
+        out.append({"wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu,
+                    "compile_s": compile_s[0], "status": record["status"],
                     "fitness": record["fitness"], "steps": record["steps"]})
     return {"candidates": out}
 
@@ -99,9 +110,13 @@ def spawn(tree: str, candidates: int, protocols: str, cache: str) -> dict:
 
 
 def summary(result: dict) -> dict:
-    walls = [c["wall_s"] for c in result["candidates"]]
-    later = walls[1:] or walls
-    return {"first_s": walls[0], "later_s": statistics.median(later), "walls": walls}
+    """First candidate and median of the later ones: wall, process CPU and compile seconds."""
+    out = {}
+    for key in ("wall", "cpu", "compile"):
+        values = [c[f"{key}_s"] for c in result["candidates"]]
+        later = values[1:] or values
+        out[key] = {"first": values[0], "later": statistics.median(later), "each": values}
+    return out
 
 
 def report(runs: dict[str, list[dict]], args) -> str:
@@ -112,27 +127,33 @@ def report(runs: dict[str, list[dict]], args) -> str:
         for r, res in enumerate(runs[side]):
             s = summary(res)
             statuses = ", ".join(sorted({c["status"] for c in res["candidates"]}))
-            rows.append([side, r + 1, f"{s['first_s']:.1f}", f"{s['later_s']:.1f}",
-                         " / ".join(f"{w:.0f}" for w in s["walls"]), statuses])
-    ratios = []
+            rows.append([side, r + 1] + [f"{s[k]['first']:.1f} / {s[k]['later']:.1f}"
+                                         for k in ("wall", "cpu", "compile")]
+                        + [" / ".join(f"{w:.0f}" for w in s["wall"]["each"]), statuses])
+    ratios = {k: [] for k in ("wall", "cpu")}
     for before, after in zip(runs["before"], runs["after"], strict=True):
         b, a = summary(before), summary(after)
-        ratios.append((a["first_s"] / b["first_s"], a["later_s"] / b["later_s"]))
+        for k in ratios:
+            ratios[k].append((a[k]["first"] / b[k]["first"], a[k]["later"] / b[k]["later"]))
     gaps = [abs(x["fitness"] - y["fitness"])
             for b, a in zip(runs["before"], runs["after"], strict=True)
             for x, y in zip(b["candidates"], a["candidates"], strict=True)
             if x["fitness"] is not None and y["fitness"] is not None]
     text = (f"Before = revision {args.before} (every candidate compiles its train and eval "
-            f"steps again), after = this revision (one compile per process and protocol "
+            f"steps again), after = {f'revision {args.after}' if args.after else 'this tree'} "
+            f"(one compile per process and protocol "
             f"shape; the genome is an argument of the step). {args.candidates} candidates per "
             f"worker process, {args.protocols} protocols, {args.repeats} repeat(s), sides "
-            f"interleaved, empty compilation cache per worker. Times in seconds.\n\n")
-    text += common.table(["side", "repeat", "first candidate", "later candidates (median)",
-                          "each candidate", "status"], rows)
-    text += ("\n\nafter / before, per repeat: first candidate "
-             + ", ".join(f"{f:.2f}" for f, _ in ratios) + "; later candidates "
-             + ", ".join(f"{later:.2f}" for _, later in ratios)
-             + ". Largest fitness difference between the sides, same genome and seed: "
+            f"interleaved, empty compilation cache per worker. Seconds, as first candidate / "
+            f"median of the later ones; CPU = process CPU time over all threads (less "
+            f"sensitive to other load than wall time); compile = JAX's trace, lowering and "
+            f"XLA compile time inside the candidate.\n\n")
+    text += common.table(["side", "repeat", "wall", "CPU", "compile", "wall, each candidate",
+                          "status"], rows)
+    text += "\n\nafter / before, per repeat (first candidate, later candidates): " + "; ".join(
+        f"{k} " + ", ".join(f"{f:.2f} / {later:.2f}" for f, later in ratios[k])
+        for k in ratios)
+    text += (". Largest fitness difference between the sides, same genome and seed: "
              + (f"{max(gaps):.4f}" if gaps else "none comparable")
              + " (float rounding differs between the forms; 600 steps amplify it).\n")
     return text
@@ -141,6 +162,7 @@ def report(runs: dict[str, list[dict]], args) -> str:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--before", default=BEFORE)
+    p.add_argument("--after", default="", help="a revision to snapshot (default: this tree)")
     p.add_argument("--candidates", type=int, default=4)
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--protocols", default="quickstart")
@@ -153,16 +175,18 @@ def main(argv=None) -> None:
     runs: dict[str, list[dict]] = {"before": [], "after": []}
     with tempfile.TemporaryDirectory() as tmp:
         old = snapshot(args.before, os.path.join(tmp, "before"))
+        new = snapshot(args.after, os.path.join(tmp, "after")) if args.after else ROOT
         for r in range(args.repeats):
             order = ("before", "after") if r % 2 == 0 else ("after", "before")
             for side in order:
-                tree = old if side == "before" else ROOT
+                tree = old if side == "before" else new
                 cache = os.path.join(tmp, f"cache-{side}-{r}")
                 res = spawn(tree, args.candidates, args.protocols, cache)
                 runs[side].append(res)
                 s = summary(res)
-                print(f"repeat {r + 1} {side:6s} first {s['first_s']:.1f} s, later "
-                      f"{s['later_s']:.1f} s", flush=True)
+                print(f"repeat {r + 1} {side:6s} " + ", ".join(
+                    f"{k} first {s[k]['first']:.1f} s, later {s[k]['later']:.1f} s"
+                    for k in ("wall", "cpu", "compile")), flush=True)
     body = report(runs, args)
     print(body)
     if not args.no_write:
