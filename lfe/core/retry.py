@@ -5,15 +5,18 @@ worker or host was lost through no fault of its own. The rules:
 
 - **Charged**: the task raised, or its worker died of its own doing — an exit status (a fatal
   error, ``os._exit``), a fault signal (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGSYS,
-  SIGTRAP), Ray's ``WorkerCrashedError`` (after Ray's own ``ray.max_retries`` re-runs) or
-  ``OutOfMemoryError``. It runs again while its charged failures are at most ``max_retries``
-  (``config.max_task_retries``, default 2: three attempts), then it is recorded as failed with
-  its last error (an evolution's ``records.errored`` child, a grid's ``<key>.failed.json``).
+  SIGTRAP), Ray's ``WorkerCrashedError`` (after Ray's own ``ray.max_retries`` re-runs),
+  ``OutOfMemoryError``, or a warm GPU actor's ``ActorDiedError`` on a live node (the actor is
+  replaced and the task re-queued ``ray.max_retries`` times first). It runs again while its
+  charged failures are at most ``max_retries`` (``config.max_task_retries``, default 2: three
+  attempts), then it is recorded as failed with its last error (an evolution's
+  ``records.errored`` child, a grid's ``<key>.failed.json``).
 - **Not charged** (``lost``): a host loss or a kill from outside — Ray's ``NodeDiedError``
-  (preemption, a dead raylet), a lost object, a pool worker killed by SIGKILL, SIGTERM, SIGINT,
-  SIGHUP or any other signal that is not a fault of its own. It runs again for free, but only
-  ``FREE_LOSSES`` times per task: later losses are charged, so a task whose worker is killed
-  every time (the kernel's OOM killer sends SIGKILL too) still ends.
+  (preemption, a dead raylet), an actor's ``ActorDiedError`` whose node is gone, a lost object,
+  a pool worker killed by SIGKILL, SIGTERM, SIGINT, SIGHUP or any other signal that is not a
+  fault of its own. It runs again for free, but only ``FREE_LOSSES`` times per task: later
+  losses are charged, so a task whose worker is killed every time (the kernel's OOM killer sends
+  SIGKILL too) still ends.
 - A timeout is a failed result at once (a retry would run as long again).
 
 Executors never cancel other tasks for a failed one; the controller (``lfe.experiments``) keeps
