@@ -1,4 +1,4 @@
-r"""What every config shares: the parser of its ``:variant`` argument.
+r"""What every config shares: the parser of its ``:variant`` argument, and ``with_paper``.
 
 ``python -m lfe.main --config=configs/<x>.py:<arg>`` calls ``get_config(arg)``; ``arg`` is a
 comma-separated list of variants, in the spirit of big_vision's ``configs/common.py``:
@@ -13,6 +13,12 @@ default must be chosen). An unknown variant or key, a key given twice, a value o
 or a missing choice raises a one-line ``ValueError`` that lists the available variants.
 ``lazy=True`` keeps unknown ``key=value`` pairs as strings (bare names as ``True``) instead.
 
+``with_paper(c, values)`` attaches the paper's published values to a config together with the
+setting they were measured on (``c.paper_setting``: the dataset and protocol as they are at that
+point of ``get_config``); tables show them only while a run's setting is that one, so a variant
+or a ``--config.*`` override that changes the dataset or the protocol drops them
+(``lfe.experiments.tables.paper_values``).
+
 Configs import no JAX (``tests/test_configs.py`` checks every variant): the controller of an
 evolution never imports it, and building a config should not cost a JAX import.
 """
@@ -23,6 +29,8 @@ import dataclasses
 import os
 
 import ml_collections
+
+from lfe.core import rundir
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,3 +108,14 @@ def parse_arg(arg: str | None, where: str, /, *, lazy: bool = False,
     except ValueError as e:
         raise ValueError(f"{config}:{arg or ''}: {e}; available: {_listing(spec)}") from None
     return ml_collections.ConfigDict(values)
+
+
+def with_paper(c: ml_collections.ConfigDict, values: dict,
+               keys: tuple[str, ...] = ("dataset", "protocol")) -> ml_collections.ConfigDict:
+    """Sets ``c.paper`` (the paper's values as printed, in the layout the mode's tables take:
+    loss -> value for compare, column -> loss -> value for transfer) and ``c.paper_setting`` (a
+    copy of ``c``'s ``keys`` now: what those values were measured on); returns ``c``. Call it
+    before a variant changes the setting (a transfer config: ``keys=("settings",)``)."""
+    c.paper = ml_collections.ConfigDict(values)
+    c.paper_setting = ml_collections.ConfigDict({k: rundir.to_plain(c[k]) for k in keys})
+    return c

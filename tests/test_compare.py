@@ -1,6 +1,7 @@
 import json
 import os
 
+import ml_collections
 import numpy as np
 import pytest
 from scipy import stats as sps
@@ -30,7 +31,8 @@ def test_grid_runs_resumes_and_tabulates(cifar_dir, tmp_path):
     assert [r[0] for r in table.csv_rows] == ["cross_entropy", "neuroloss3"]
     assert all(r[1] == 2 and 0.05 < r[2] / 100 < 1 for r in table.csv_rows)
     md = (tmp_path / "results.md").read_text()
-    assert "| neuroloss3 | 2 |" in md and "58.660 ± 0.557" in md
+    assert "| neuroloss3 | 2 |" in md
+    assert "58.660" not in md and "were measured on in protocol." in md  # not Table 4's
     assert (tmp_path / "results.csv").read_text().startswith(
         "loss,validation accuracy (%) runs,validation accuracy (%) mean")
     record = json.loads((tmp_path / "cells" / "neuroloss3__seed1.json").read_text())
@@ -110,3 +112,60 @@ def test_a_genome_file_is_named_by_its_loss_in_cells_and_tables(tmp_path):
                                                                          "cand9"]
     best.unlink()  # a report made after the file moved still finds the name in the cells
     assert [r[0] for r in compare.results_table(records, c).csv_rows][1] == "cand9"
+
+
+def _cells(names, base=0.5):
+    return {f"{n}__seed{i}": {"loss": n, "accuracy": base + 0.01 * i}
+            for n in names for i in range(3)}
+
+
+def test_the_paper_s_column_only_on_the_paper_s_dataset_and_protocol():
+    records = _cells(["cross_entropy", "neuroloss3"])
+    c = table4.get_config()
+    c.losses = "cross_entropy,neuroloss3"  # other losses or seeds: still Table 4's setting
+    md = tables.to_markdown(compare.results_table(records, c))
+    assert "validation accuracy (%) (paper)" in md and "58.660 ± 0.557" in md
+    assert "not shown" not in md
+    c.dataset = "npz:/data/other.npz"
+    md = tables.to_markdown(compare.results_table(records, c))
+    assert "(paper)" not in md and "58.660" not in md
+    assert ("The paper's values are not shown: this run differs from the setting they were "
+            "measured on in dataset.") in md
+    c = table4.get_config("runlocal")  # a variant that shortens the protocol
+    note = compare.results_table(records, c).note
+    assert ("measured on in protocol.steps, protocol.total_steps, protocol.warmup_steps."
+            in note)
+    saved = table4.get_config().to_dict()  # a run directory made before paper_setting
+    del saved["paper_setting"]
+    saved["dataset"] = "npz:/data/other.npz"
+    assert "58.660" in tables.to_markdown(compare.results_table(records, ml_collections
+                                                                .ConfigDict(saved)))
+
+
+def test_the_reproduce_line_is_the_recorded_command():
+    c = table4.get_config()
+    c.losses = "cross_entropy"
+    c.command = "python -m lfe.main --config=configs/table4.py --workdir=r '--config.seeds=3'"
+    note = compare.results_table(_cells(["cross_entropy"]), c).note
+    assert note.endswith("\n\nReproduce: `python -m lfe.main --config=configs/table4.py "
+                         "--workdir=r '--config.seeds=3'`")
+    c.command = ""
+    assert "Reproduce" not in compare.results_table(_cells(["cross_entropy"]), c).note
+
+
+def test_transfer_tables_drop_the_paper_s_values_for_another_setting():
+    settings = {"a": {"architecture": "convnet", "dataset": "cifar10", "augmentation": "x",
+                      "protocol": {"steps": 10}, "eval_split": "val"}}
+    config = {"title": "T", "settings": settings, "metric": "best", "p_values": [],
+              "layout": {"kind": "loss", "split": [], "columns": ["dataset"], "order": []},
+              "paper": {"cifar10": {"cross_entropy": "50.0 ± 1.0"}},
+              "paper_setting": {"settings": settings}, "command": "python -m lfe.main x"}
+    records = [{"loss": "cross_entropy", "seed": s, "setting": "a", "accuracy": 0.5}
+               for s in range(2)]
+    (table,) = tables.transfer_tables(records, config)
+    assert "cifar10 (paper)" in table.header and table.note.endswith(
+        "Reproduce: `python -m lfe.main x`")
+    changed = {"a": {**settings["a"], "protocol": {"steps": 20}}}
+    (table,) = tables.transfer_tables(records, {**config, "settings": changed})
+    assert "cifar10 (paper)" not in table.header
+    assert "measured on in settings.a.protocol.steps." in table.note

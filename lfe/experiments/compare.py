@@ -4,8 +4,9 @@ Each (loss, seed) cell is one real training run; its record is written to
 ``<workdir>/cells/<loss>__seed<k>.json`` (atomically) the moment it finishes, so an interrupted
 grid resumes where it stopped and never retrains a finished cell. ``results.md`` /
 ``results.csv`` hold mean ± std of the best validation accuracy per loss, Welch's t-test against
-cross-entropy (one-sided "greater", as the paper's Table 4, and two-sided), and the paper's
-numbers beside ours when the config gives them.
+cross-entropy (one-sided "greater", as the paper's Table 4, and two-sided), the paper's
+numbers beside ours when the config gives them and the run's dataset and protocol are the ones
+they were measured on (``tables.paper_values``), and the command that made the run.
 """
 
 from __future__ import annotations
@@ -100,19 +101,20 @@ def _revisions(records: dict[str, dict]) -> str:
 
 def results_table(records: dict[str, dict], config) -> tables.Table:
     """Table 4's layout: per loss, runs, mean ± std (%), Welch p vs cross-entropy (one-sided
-    "greater" and two-sided), the paper's value when the config gives it."""
+    "greater" and two-sided), the paper's value when the config gives it for this run's
+    dataset and protocol; the note ends with the command that made the run."""
     column = "validation accuracy (%)"
     p = config.protocol
     note = (f"Best validation accuracy over evaluations every {p.eval_every} steps; {p.steps} "
             f"steps of `{p.model}` on {config.dataset}. Per-run records: `cells/`. "
             f"Runs made by code revision(s) {_revisions(records)}.")
-    if config.get("command"):
-        note += f"\n\nReproduce: `{config.command}`"
+    paper, omitted = tables.paper_values(config)
     names = [label(n, records) for n in _names(config.losses)]
     return tables.loss_table(config.get("title") or "Loss comparison", names,
                              {column: by_loss(records, names)},
                              p_values=("greater", "two-sided"),
-                             paper={column: dict(config.get("paper") or {})}, note=note)
+                             paper={column: paper} if paper else {},
+                             note=note + tables.provenance(config, omitted))
 
 
 def write_results(table: tables.Table, workdir: str) -> None:

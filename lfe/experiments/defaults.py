@@ -98,6 +98,7 @@ def transfer() -> ml_collections.ConfigDict:
     c.p_values = ("greater", "two-sided")  # Welch vs cross-entropy per column; () for none
     c.reference = ""  # the setting the "tau" layout ranks against
     c.paper = ml_collections.ConfigDict()  # column title -> {loss: published value}
+    c.command = ""  # lfe.main records the command line that ran it (the Reproduce line)
     return c
 
 

@@ -7,6 +7,10 @@
   reference (full) protocol's ranking.
 - The elimination protocol (``elimination_tables``): each stage's ranking.
 - Transfer grids (``transfer_tables``) in the layout their config names.
+
+The paper's values stand beside a run's only where the run's setting is the one they were
+measured on (``paper_values``); a table's note ends with the command that reproduces it
+(``provenance``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import dataclasses
 import io
 import os
 
-from lfe.core import stats
+from lfe.core import rundir, stats
 from lfe.experiments import cells
 
 BASELINE = "cross_entropy"
@@ -80,6 +84,36 @@ def loss_table(title: str, losses: list[str], columns: dict[str, dict[str, list[
         rows.append(row)
         csv_rows.append(raw)
     return Table(title, header, rows, csv_header, csv_rows, note)
+
+
+def paper_values(config) -> tuple[dict, str]:
+    """``config.paper`` and "", or ``{}`` and a sentence naming the keys that differ when the
+    run's setting is not the one the paper's values were measured on: ``config.paper_setting``,
+    which the config that names the values records (``configs/common.py``'s ``with_paper``,
+    before a variant or an override changes the dataset or protocol). A config without
+    ``paper_setting`` (run directories made before it) shows its values as before."""
+    paper = rundir.to_plain(config.get("paper") or {})
+    setting = config.get("paper_setting")
+    if not paper or not setting:
+        return paper, ""
+    setting = rundir.to_plain(setting)
+    changed = rundir.changed_keys(setting, {k: config.get(k) for k in setting})
+    if not changed:
+        return paper, ""
+    named = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4
+                                      else "")
+    return {}, ("The paper's values are not shown: this run differs from the setting they were "
+                f"measured on in {named}.")
+
+
+def provenance(config, omitted: str = "") -> str:
+    """The end of a result table's note: why the paper's values are left out (``omitted``,
+    from ``paper_values``) and the command that made the run (``config.command``, which
+    ``lfe.main`` records with its overrides)."""
+    text = f" {omitted}" if omitted else ""
+    if config.get("command"):
+        text += f"\n\nReproduce: `{config.get('command')}`"
+    return text
 
 
 def tau_table(title: str, row_names: list[str], col_names: list[str],
@@ -178,6 +212,7 @@ def transfer_tables(records: list[dict], config: dict) -> list[Table]:
     cells; ``config`` is the transfer config as plain data (its ``config.json``)."""
     final = config.get("metric", "final") == "final"
     names, values = _values(records, final)
+    paper, omitted = paper_values(config)
     settings, layout = config["settings"], config["layout"]
     split_name = "test" if any(s.get("eval_split") == "test" for s in settings.values()) \
         else "validation"
@@ -202,10 +237,10 @@ def transfer_tables(records: list[dict], config: dict) -> list[Table]:
         title = f"{config['title']}: {group}" if group else config["title"]
         tables.append(loss_table(
             title, names, columns, p_values=tuple(config.get("p_values") or ()),
-            paper=config.get("paper") or {},
+            paper=paper,
             note=f"Mean ± std of the {what} over seeds"
                  + ("; p: Welch's t-test vs cross-entropy." if config.get("p_values") else ".")))
-    return tables
+    return [dataclasses.replace(t, note=t.note + provenance(config, omitted)) for t in tables]
 
 
 def _tau_from_settings(config: dict, names: list[str], values: dict) -> Table:
