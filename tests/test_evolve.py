@@ -172,3 +172,70 @@ def test_the_committed_cpu_evolution_resumes_and_reports(tmp_path, cifar_dir):
     assert {"best.json", "evolution.png", "best_phenotypes.png"} <= set(os.listdir(work))
     files = main.dispatch(report_config.get_config(), str(work))
     assert any(f.endswith("run_figure4.png") for f in files)
+
+
+def test_first_evaluation_prints_an_eta_and_writes_best_json_and_figures(tmp_path, capsys,
+                                                                          monkeypatch):
+    from lfe.experiments import evolve
+
+    seen = []
+    tell = evolve._Run.tell
+
+    def spy(self, *args, **kwargs):
+        tell(self, *args, **kwargs)
+        seen.append({f for f in ("best.json", "evolution.png", "best_phenotypes.png")
+                     if os.path.exists(os.path.join(self.workdir, f))})
+
+    monkeypatch.setattr(evolve._Run, "tell", spy)
+    c = small_config()
+    c.max_iterations, c.plot_every = 2, 1000  # never due: the first evaluation draws anyway
+    main.dispatch(c, str(tmp_path))
+    assert seen[0] == {"best.json", "evolution.png", "best_phenotypes.png"}
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("[")]
+    assert lines[0].startswith("[initial 1/8] cand ") and " ETA " in lines[0]
+    assert all(" ETA " in x for x in lines[:8])  # all through the initial population
+    assert any(x.startswith("[iter 1/2] cand ") for x in lines)
+
+
+def test_elapsed_adds_up_over_a_resumed_run(tmp_path, capsys):
+    c = small_config()
+    c.max_iterations, c.plot_every = 2, 0
+    start = time.time()
+    main.dispatch(c, str(tmp_path))
+    first = fileio.read_json(tmp_path / "state.json")["elapsed_s"]
+    assert 0 < first <= time.time() - start
+    c.max_iterations = 4  # resumed: the clock goes on from the first session's
+    start = time.time()
+    main.dispatch(c, str(tmp_path))
+    second = fileio.read_json(tmp_path / "state.json")["elapsed_s"]
+    assert first < second <= first + (time.time() - start)
+    out = capsys.readouterr().out
+    assert "  elapsed: " in out and "(all sessions)" in out
+    assert "best: " in out and "%" in out.split("  best: ")[-1].splitlines()[0]
+
+
+def test_tensorboard_is_rebuilt_with_every_step_after_a_crash(tmp_path):
+    from lfe.core import metrics
+
+    c = small_config()
+    c.max_iterations, c.plot_every = 3, 0
+    main.dispatch(c, str(tmp_path))
+    logdir = tmp_path / "tensorboard"
+    live = metrics.read_scalars(str(logdir))
+    n = len(rundir.read_events(str(tmp_path)))
+    assert [step for step, _, _ in live["evaluated"]] == list(range(1, n + 1))
+    main.dispatch(c, str(tmp_path))  # a finished run, rebuilt from the state: the same steps
+    assert {k: [(s, v) for s, v, _ in rows] for k, rows in metrics.read_scalars(
+        str(logdir)).items()} == {k: [(s, v) for s, v, _ in rows] for k, rows in live.items()}
+    # a kill -9 before the writer flushed: the event file is empty, steps 1..n are gone
+    for f in metrics.event_files(str(logdir)):
+        open(f, "w").close()
+    c.max_iterations = 6
+    main.dispatch(c, str(tmp_path))
+    rebuilt = metrics.read_scalars(str(logdir))
+    n = len(rundir.read_events(str(tmp_path)))
+    assert [step for step, _, _ in rebuilt["evaluated"]] == list(range(1, n + 1))
+    assert [s for s, _, _ in rebuilt["iterations"]][-1] == n
+    assert rebuilt["iterations"][-1][1] == 6
+    times = {e["id"]: e["time"] for e in rundir.read_events(str(tmp_path))}
+    assert rebuilt["evaluated"][0][2] == pytest.approx(min(times.values()), abs=1e-3)

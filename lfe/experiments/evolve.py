@@ -33,6 +33,7 @@ import ml_collections
 from lfe import executors, worker
 from lfe.core import equation, evolution, fileio, metrics, protocol, records, registry, rundir
 from lfe.core import genome as genome_lib
+from lfe.core import progress as progress_lib
 from lfe.core import retry as retry_policy
 from lfe.core.state import State
 from lfe.executors import pool
@@ -83,20 +84,24 @@ class _Run:
         self.isolated = executors.resolve(config.executor) in ("ray", "devices")
         self.evaluate = worker.target("evaluate")
         self.fitness_cfg = config.fitness.to_dict()
-        saved = rundir.load_state(workdir)
-        self.resumed = saved is not None
-        self.state = (State.from_dict(saved) if saved is not None
+        checkpoint = rundir.load_checkpoint(workdir)
+        self.resumed = checkpoint is not None
+        self.state = (State.from_dict(checkpoint["state"]) if checkpoint is not None
                       else evolution.init(self.params, config.seed))
         self.archive = evolution.rebuild_archive(self.state)
-        self.writer = metrics.create_writer(os.path.join(workdir, "tensorboard"))
-        self.told_since_plot = 0
         self.start = time.time()
-        self.first_iteration: tuple[float, int] | None = None
+        self.clock = progress_lib.Clock(rundir.elapsed_of(checkpoint), self.start)
+        # set by start_session, after the evaluations a resume tells from events.jsonl
+        self.writer: metrics.MetricWriter | None = None
+        self.pace: progress_lib.Pace | None = None
+        self.told_since_plot = 0
+        self.outputs_written = False
         self.with_figures = bool(config.plot_every)
         self.figures = _SpawnedFigures() if self.isolated and self.with_figures else None
 
     def save(self) -> None:
-        rundir.save_state(self.workdir, self.state.to_dict())
+        rundir.save_state(self.workdir, self.state.to_dict(),
+                          elapsed=self.clock.elapsed(time.time()))
 
     def tell(self, candidate_id: int, record: dict, *, log: bool = True) -> None:
         if log:  # the candidate too, so lfe.core.recover can rebuild a lost state from the log
@@ -120,30 +125,42 @@ class _Run:
                 told.add(event["id"])
         return told
 
+    def start_session(self) -> None:
+        """After the replayed evaluations: TensorBoard rebuilt from the state (every step so
+        far, at its time in ``events.jsonl``; ``lfe.core.progress``), and this session's pace
+        (the ETA) starts."""
+        logdir = os.path.join(self.workdir, "tensorboard")
+        metrics.remove_event_files(logdir)
+        self.writer = metrics.create_writer(logdir)
+        times = {}
+        for event in rundir.read_events(self.workdir):
+            times.setdefault(event["id"], event.get("time"))
+        for step, candidate_id, scalars in progress_lib.history_scalars(self.state):
+            self.writer.write_scalars(step, scalars, walltime=times.get(candidate_id))
+        self.writer.flush()
+        self.pace = progress_lib.start_pace(self.state, time.time())
+
     def progress(self, candidate_id: int, record: dict) -> None:
-        s = evolution.summary(self.state)
-        elapsed = time.time() - self.start
-        done, total = s["iterations"], self.params.max_iterations
-        fit = record.get("fitness")
-        best = s.get("best_evaluated") or 0.0
-        if self.first_iteration is None and done > 0:
-            self.first_iteration = (time.time(), done)  # iterations are timed from here
-        eta = ""
-        if self.first_iteration and self.first_iteration[1] < done < total:
-            t0, d0 = self.first_iteration
-            eta = f"  ETA {(time.time() - t0) / (done - d0) * (total - done) / 60:.1f} min"
-        line = (f"[iter {done}/{total}] cand {candidate_id} ({record['status']}"
-                f"{'' if fit is None else f' {100 * fit:.2f}%'})  evaluated {s['evaluated']}"
-                f"  best {100 * best:.2f}%  elapsed {elapsed / 60:.1f} min{eta}")
-        print(line, flush=True)
-        step = s["evaluated"]
-        scalars = {"evaluated": s["evaluated"], "iterations": done}
-        scalars |= {f"population/{k}": s[k] for k in ("best", "mean", "median")
-                    if s.get(k) is not None}
-        if fit is not None:
-            scalars["candidate/fitness"] = fit
-        self.writer.write_scalars(step, scalars)
-        if self.config.plot_every and self.told_since_plot >= self.config.plot_every:
+        """The progress line; live, also TensorBoard and (after the session's first evaluation,
+        then every ``plot_every``) best.json and the figures."""
+        now, p = time.time(), self.params
+        eta = None
+        if self.pace is not None:
+            self.pace = progress_lib.observe(self.pace, self.state, now)
+            rescore = p.population_size if getattr(p, "rescore_initial", False) else 0
+            eta = progress_lib.eta(self.pace, self.state, initial_population=p.initial_population,
+                                   max_iterations=p.max_iterations, rescore=rescore, now=now)
+        print(progress_lib.line(self.state, candidate_id, record,
+                                initial_population=p.initial_population,
+                                max_iterations=p.max_iterations,
+                                max_failed_children=p.max_failed_children,
+                                elapsed=self.clock.elapsed(now), eta_s=eta), flush=True)
+        if self.writer is None:  # replaying events.jsonl: start_session writes these steps
+            return
+        self.writer.write_scalars(len(self.state.evaluated),
+                                  progress_lib.step_scalars(self.state, candidate_id))
+        every = self.config.plot_every
+        if not self.outputs_written or (every and self.told_since_plot >= every):
             self.write_outputs()
 
     def budget_left(self) -> bool:
@@ -174,7 +191,7 @@ class _Run:
         self.submit(executor, next(c for c in self.state.in_flight if c.id == candidate_id))
 
     def write_outputs(self, final: bool = False) -> None:
-        self.told_since_plot = 0
+        self.told_since_plot, self.outputs_written = 0, True
         write_best(self.state, self.workdir, self.config.top_k)
         args = (self.workdir, evolution.history(self.state), tuple(self.config.ce_band) or None,
                 evolution.best(self.state, 3))
@@ -182,12 +199,14 @@ class _Run:
             self.figures.draw(*args, wait=final)
         elif self.with_figures:
             draw_figures(*args)
-        self.writer.flush()
+        if self.writer is not None:
+            self.writer.flush()
 
     def close(self) -> None:
         if self.figures is not None:
             self.figures.close()
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
 
 
 def draw_figures(workdir: str, rows: list[dict], band: tuple | None, top: list[dict]) -> None:
@@ -292,6 +311,7 @@ def _run(config, workdir: str) -> dict:
     print(f"evolve: {'resuming' if r.resumed else 'starting'} in {workdir} ({config.executor} "
           f"executor{': ' + chosen if chosen != config.executor else ''})", flush=True)
     r.replay_events()
+    r.start_session()
     executor = None
     try:
         executor = executors.make(chosen, config.get("workers") or None,
@@ -303,14 +323,16 @@ def _run(config, workdir: str) -> dict:
             executor.close()
         r.close()
     s = evolution.summary(r.state)
-    print_summary(s, workdir)
+    print_summary(s, workdir, r.clock.elapsed(time.time()))
     return s
 
 
-def print_summary(s: dict, workdir: str) -> None:
+def print_summary(s: dict, workdir: str, elapsed: float | None = None) -> None:
+    """The summary, fitness as percentages (``best``/``mean``/``median``: the population's;
+    ``best_evaluated``: the best ever), the run's elapsed time over all sessions, the top 5."""
     print(f"\nevolve summary ({workdir}):", file=sys.stdout)
-    for key, value in s.items():
-        print(f"  {key}: {value}")
+    for text in progress_lib.summary_lines(s, elapsed):
+        print(f"  {text}")
     best_path = os.path.join(workdir, "best.json")
     if os.path.exists(best_path):
         for i, b in enumerate(fileio.read_json(best_path)[:5]):
