@@ -170,6 +170,7 @@ print(json.dumps({"same_test_split": read == test, "train": len(ds.train_labels)
 """
 
 
+@pytest.mark.slow  # TensorFlow's import and tfds's preparation: ~50 s on the loaded CI machine
 def test_cifar10_prepared_by_tfds_is_read_back_by_lfe(tmp_path):
     """tfds prepares cifar10 from a (tiny) copy of the official binary archive's contents, as it
     does after downloading it (offline here), then lfe reads that tfds data folder. Preparing

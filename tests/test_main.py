@@ -215,6 +215,6 @@ def test_os_errors_name_the_path_and_the_cause(tmp_path):
     # as root a read-only directory is writable, so the message is checked on the error itself
     denied = PermissionError(13, "Permission denied", "/runs/x/config.json")
     assert main._last_line(denied) == "/runs/x/config.json: Permission denied"
-    assert main.os_error(OSError(18, "Invalid cross-device link", "/a", "/b")) == (
+    assert main.os_error(OSError(18, "Invalid cross-device link", "/a", None, "/b")) == (
         "/a -> /b: Invalid cross-device link")
     assert main._last_line(OSError(17, "File exists")) == "File exists"
