@@ -1,25 +1,53 @@
-"""Figures 2 and 3 of the paper: normalised binary phenotypes, and their zoom near ŷ → 1.
+"""Figures 2 and 3 of the paper: normalised binary phenotypes, and their zoom near ŷ → 1;
+Figure 4 (the evolution); the elimination and training curves.
 
 The x axis is the probability ŷ given to the correct class (the phenotype's index 0 is ŷ = 1).
 Curves are min–max normalised over the full range [eps, 1-eps]; the zoom reuses the full
-range's normalisation so both figures show the same values.
+range's normalisation so both figures show the same values. Each figure says so in a caption
+(``PHENOTYPE_CAPTION``), and a loss with a genome shows its equation in the legend.
+
+Figure 3 has two panels: the paper's linear view of ŷ in [0.99, 1], and 1 − ŷ from 1e-2 down to
+1e-7 on a log scale, where what happens within 1e-5 of ŷ = 1 can be seen. A dot marks a curve's
+minimum when it is not at an end. NeuroLoss 2 and 3 have theirs at ŷ ≈ 0.99998 (1 − ŷ ≈ 1.4e-5,
+the value the paper reports): their ŷ/(y+ε) node is ŷ/ε on the wrong class (y = 0, ε = 1e-7), so
+the wrong class's term falls from ln(1/ε) to ln(1/2ε) as its probability grows past ε; this
+outweighs the correct class's own slope only within ~1e-5 of ŷ = 1. In the linear panel the
+rise looks like a spike at ŷ = 1; the log panel shows it is a smooth valley (``ZOOM_NOTE``).
 """
 
 from __future__ import annotations
 
 import os
+import textwrap
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from lfe.core import integrity  # noqa: E402
+from lfe.core import equation, integrity  # noqa: E402
 from lfe.core.ops import EPS  # noqa: E402
 from lfe.training.losses import LossDef  # noqa: E402
 
 ZOOM_FROM = 0.99  # Figure 3 shows ŷ in [ZOOM_FROM, 1]
+PHENOTYPE_CAPTION = (
+    "Binary phenotype: the loss summed over two classes for the target (1, 0) and the "
+    "prediction (ŷ, 1 − ŷ), as the correct class's probability ŷ goes from ε to 1 − ε "
+    "(ε = 1e-7). Normalised loss: each curve scaled to [0, 1] by its minimum and maximum over "
+    "that range.")
+ZOOM_NOTE = (
+    "Same scaling as Figure 2. A dot marks a minimum short of ŷ = 1. Within 1e-4 of 1 it comes "
+    "from an ε guard: in the paper's NeuroLosses ŷ/(y+ε), which is ŷ/ε on the wrong class "
+    "(y = 0); their minimum is at ŷ ≈ 0.99998, as the paper notes, and the rise at ŷ = 1 on the "
+    "left is the valley on the right.")
+EVOLUTION_NOTE = (
+    "Validation accuracy of the population after each iteration (0: the initial population). "
+    "Regularized evolution removes the oldest member whatever its fitness, so the population "
+    "best can fall; the best so far cannot.")
+LEGEND_WIDTH = 64  # characters per legend line
+MIN_DEPTH = 1e-5  # a marked minimum lies this far (normalised) below both ends of the zoom
 
 
 def normalised_phenotype(loss: LossDef, p: np.ndarray | None = None) -> tuple[np.ndarray,
@@ -36,30 +64,82 @@ def normalised_phenotype(loss: LossDef, p: np.ndarray | None = None) -> tuple[np
     return 1.0 - p, (curve - lo) / span
 
 
+def legend_label(loss: LossDef, extra: str = "") -> str:
+    """``name: equation`` (shared nodes named once) for a loss with a genome, else its name;
+    ``extra`` appended; wrapped to ``LEGEND_WIDTH`` characters a line."""
+    text = loss.name
+    if loss.genome is not None:
+        text += ": " + equation.text(loss.genome, loss.sign, style="let")
+    return "\n".join(textwrap.wrap(text + extra, LEGEND_WIDTH, subsequent_indent="    "))
+
+
+def interior_minimum(curve: np.ndarray, depth: float = MIN_DEPTH) -> int | None:
+    """The index of a normalised ``curve``'s minimum when it lies at least ``depth`` below both
+    ends (a float32 ripple on a curve falling to its end is not one), else None."""
+    i = int(np.argmin(curve))
+    return i if curve[i] < min(curve[0], curve[-1]) - depth else None
+
+
 def plot_phenotypes(losses: list[LossDef], path: str, *, zoom: bool = False,
                     title: str | None = None) -> str:
-    """Writes Figure 2 (``zoom=False``) or Figure 3 (``zoom=True``) for ``losses`` as a PNG."""
-    p = np.geomspace(EPS, 1.0 - ZOOM_FROM, 2000) if zoom else None
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    """Writes Figure 2 (``zoom=False``) or Figure 3 (``zoom=True``, module docstring) for
+    ``losses`` as a PNG, with the caption that explains its axes."""
+    if not zoom:
+        fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+        for loss in losses:
+            ax.plot(*normalised_phenotype(loss), label=legend_label(loss), linewidth=1.6)
+        _axes(ax, r"$\hat{y}$ of the correct class")
+        ax.set_title(title or "Binary phenotypes")
+        return _finish(fig, [ax], path, legend=bool(losses), note=PHENOTYPE_CAPTION, below=True)
+    p = np.geomspace(EPS, 1.0 - ZOOM_FROM, 2000)
+    fig, (lin, log) = plt.subplots(1, 2, figsize=(10.0, 4.4), dpi=120)
     for loss in losses:
         x, curve = normalised_phenotype(loss, p)
-        ax.plot(x, curve, label=loss.name, linewidth=1.6)
-    ax.set_xlabel(r"$\hat{y}$ of the correct class")
+        at = interior_minimum(curve)
+        extra = "" if at is None else f" (min at ŷ = 1 − {p[at]:.1e})"
+        line, = lin.plot(x, curve, label=legend_label(loss, extra), linewidth=1.6)
+        log.plot(p, curve, linewidth=1.6, color=line.get_color())
+        if at is not None:
+            lin.plot(x[at], curve[at], "o", color=line.get_color(), markersize=4)
+            log.plot(p[at], curve[at], "o", color=line.get_color(), markersize=4)
+    _axes(lin, r"$\hat{y}$ of the correct class")
+    lin.set_xlim(ZOOM_FROM, 1.0)
+    lin.set_title(r"near $\hat{y}\to 1$")
+    _axes(log, r"$1-\hat{y}$ (log scale; $\hat{y}\to 1$ at the right)")
+    log.set_xscale("log")
+    log.set_xlim(1.0 - ZOOM_FROM, EPS)
+    log.set_title(r"the last $10^{-2}$, down to $1-\hat{y}=\epsilon$")
+    fig.suptitle(title or r"Binary phenotypes near $\hat{y}\to 1$")
+    return _finish(fig, [lin, log], path, legend=bool(losses),
+                   note=PHENOTYPE_CAPTION + " " + ZOOM_NOTE, below=True)
+
+
+def _axes(ax, xlabel: str) -> None:
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("normalised loss")
-    if zoom:
-        ax.set_xlim(ZOOM_FROM, 1.0)
-    ax.set_title(title or ("Binary phenotypes near $\\hat{y}\\to 1$" if zoom
-                           else "Binary phenotypes"))
-    return _finish(fig, ax, path, legend=bool(losses))
 
 
-def _finish(fig, ax, path: str, *, legend: bool) -> str:
-    ax.grid(alpha=0.3)
-    if legend:
-        ax.legend(fontsize=8)
+def _finish(fig, axes, path: str, *, legend: bool, note: str = "", below: bool = False) -> str:
+    """Grids, the legend (inside the first axes, or under the axes with ``below``), ``note``
+    under everything, and the figure saved as ``path`` with all of it included."""
+    for ax in axes:
+        ax.grid(alpha=0.3)
     fig.tight_layout()
+    extra = []
+    if legend and below:
+        extra.append(fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center",
+                                bbox_to_anchor=(0.5, 0.0), fontsize=7, frameon=False))
+    elif legend:
+        axes[0].legend(fontsize=8)
+    if note:
+        top = 0.0
+        if extra:  # under the legend: its height is known once drawn
+            fig.canvas.draw()
+            top = extra[0].get_window_extent().transformed(fig.transFigure.inverted()).y0
+        extra.append(fig.text(0.01, top - 0.01, textwrap.fill(note, int(19 * fig.get_figwidth())),
+                              fontsize=7, va="top", ha="left", color="0.3"))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight", bbox_extra_artists=extra, pad_inches=0.15)
     plt.close(fig)
     return path
 
@@ -73,7 +153,8 @@ def write_figures(losses: list[LossDef], directory: str, prefix: str = "") -> li
 
 def plot_evolution(rows: list[dict], path: str, *,
                    ce_band: tuple[float, float, float] | None = None) -> str:
-    """Figure 4: the population's best / mean / median fitness over iterations.
+    """Figure 4: the population's best / mean / median fitness after each iteration, and the
+    best so far (their running maximum; ``EVOLUTION_NOTE`` says why the two differ).
 
     ``rows``: dicts with ``iteration``, ``best``, ``mean``, ``median`` (validation accuracy in
     [0, 1]); ``ce_band``: cross-entropy's (max, mean, min) on the same protocol, drawn as lines.
@@ -82,15 +163,23 @@ def plot_evolution(rows: list[dict], path: str, *,
     if rows:
         it = [r["iteration"] for r in rows]
         for key, style in (("best", "-"), ("mean", "--"), ("median", ":")):
-            ax.plot(it, [100 * r[key] for r in rows], style, label=key, linewidth=1.6)
+            ax.plot(it, [100 * r[key] for r in rows], style, label=f"population {key}",
+                    linewidth=1.6)
+        ax.plot(it, 100 * np.maximum.accumulate([r["best"] for r in rows]), color="tab:red",
+                linestyle=(0, (4, 2)), linewidth=1.0, zorder=1, label="best so far")
+    else:
+        ax.text(0.5, 0.5, "no iteration yet: the population forms\nonce the initial genomes "
+                "are evaluated", transform=ax.transAxes, ha="center", va="center", color="0.4")
     if ce_band is not None:
         for value, name in zip(ce_band, ("CE max", "CE mean", "CE min"), strict=True):
             ax.axhline(100 * value, color="grey", linewidth=1.0,
                        linestyle="-" if name == "CE mean" else "--", label=name)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("iteration")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title("Regularized evolution")
-    return _finish(fig, ax, path, legend=bool(rows) or ce_band is not None)
+    return _finish(fig, [ax], path, legend=bool(rows) or ce_band is not None,
+                   note=EVOLUTION_NOTE)
 
 
 def plot_elimination(stages: list[dict], path: str) -> str:
@@ -117,7 +206,7 @@ def plot_elimination(stages: list[dict], path: str) -> str:
     ax.set_xlabel("stage (trained on phases 1..k)")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title("Loss function elimination protocol")
-    return _finish(fig, ax, path, legend=any(lines))
+    return _finish(fig, [ax], path, legend=any(lines))
 
 
 def plot_curves(records: list[dict], path: str, *, title: str = "Validation accuracy") -> str:
@@ -140,4 +229,4 @@ def plot_curves(records: list[dict], path: str, *, title: str = "Validation accu
     ax.set_xlabel("step")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title(title)
-    return _finish(fig, ax, path, legend=bool(runs))
+    return _finish(fig, [ax], path, legend=bool(runs))
