@@ -216,5 +216,5 @@ def test_cli_names_a_bad_variant_in_one_line(tmp_path):
                          timeout=300)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines()[-1] == (
-        "lfe: error: bad flags: ValueError: configs/davidnet.py:cutout: unknown variant "
+        "lfe: error: configs/davidnet.py:cutout: unknown variant "
         "'cutout'; available: cutmix, runlocal")
