@@ -8,6 +8,7 @@ HDF5 weights file, converted with the command, loaded and run.
 
 import functools
 import re
+import zipfile
 
 import h5py
 import jax
@@ -200,3 +201,185 @@ def test_full_model_keras_file_layout_is_read(tmp_path, tiny):
         for key, value in src.attrs.items():
             dst["model_weights"].attrs[key] = value
     assert _same(pretrained.unflatten(pretrained.read_keras_h5(nested)), variables)
+
+
+# --- Keras 3 layouts -----------------------------------------------------------------------
+# Written here with h5py as Keras 3 writes them (keras/src/legacy/saving/legacy_h5_format.py
+# save_weights_to_hdf5_group for `.h5`; keras/src/saving/saving_lib.py save_weights_only with
+# H5IOStore for `.weights.h5`): variable paths as weight names, the depthwise weight "kernel",
+# per-class group names, variables as datasets "0", "1", ... in save_own_variables order.
+
+# TINY's Keras layers in the Keras model's order (stem, blocks, top, head), written out by hand.
+_MB = ("expand_conv", "expand_bn", "dwconv2", "bn", "se_reduce", "se_expand", "project_conv",
+       "project_bn")
+TINY_ORDER = (["stem_conv", "stem_bn", "block1a_project_conv", "block1a_project_bn"]
+              + [f"block2{b}_{r}" for b in "ab"
+                 for r in ("expand_conv", "expand_bn", "project_conv", "project_bn")]
+              + [f"block3{b}_{r}" for b in "ab" for r in _MB]
+              + ["top_conv", "top_bn", "predictions"])
+_KERAS3_VARS = {"conv2d": ("kernel", "bias"), "depthwise_conv2d": ("kernel", "bias"),
+                "dense": ("kernel", "bias"),
+                "batch_normalization": ("gamma", "beta", "moving_mean", "moving_variance")}
+
+
+def _keras3_class(layer):
+    if "dwconv2" in layer:
+        return "depthwise_conv2d"
+    return "dense" if layer == "predictions" else (
+        "batch_normalization" if layer.endswith("bn") else "conv2d")
+
+
+def _keras3_weights(variables):
+    """{layer: [(Keras 3 variable name, array)]} in save_own_variables order."""
+    found = {}
+    for key, value in pretrained.flatten(variables).items():
+        layer, weight, array = pretrained.flax_to_keras(key, np.asarray(value))
+        name = weight.split("/")[-1].split(":")[0].replace("depthwise_kernel", "kernel")
+        found.setdefault(layer, {})[name] = array
+    return {layer: [(n, found[layer][n]) for n in _KERAS3_VARS[_keras3_class(layer)]
+                    if n in found[layer]] for layer in found}
+
+
+def _write_keras3_h5(path, variables, *, paths=True):
+    """``paths``: weight names are variable paths (Keras >= 3.1), else names (3.0: "kernel")."""
+    weights = _keras3_weights(variables)
+    layers = ["input_layer", "rescaling"] + TINY_ORDER
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = np.array([n.encode() for n in layers])
+        f.attrs["backend"], f.attrs["keras_version"] = b"jax", b"3.10.0"
+        for layer in sorted(layers) + ["top_level_model_weights"]:
+            group = f.create_group(layer)
+            named = [(f"{layer}/{n}" if paths else n, a) for n, a in weights.get(layer, [])]
+            group.attrs["weight_names"] = [n.encode() for n, _ in named]
+            for name, array in named:
+                group.create_dataset(name, data=array)
+
+
+def _write_keras3_weights(path, variables, *, named=True):
+    weights, counts = _keras3_weights(variables), {}
+    extras = {"stem_bn": "activation", "top_bn": "global_average_pooling2d"}
+    with h5py.File(path, "w") as f:
+        layers = f.create_group("layers")
+        for layer in ["input_layer", "rescaling"] + TINY_ORDER:
+            for name in ([layer, "dropout"] if layer == "predictions" else [layer]) + (
+                    [extras[layer]] if layer in extras else []):
+                cls = _keras3_class(name) if name in weights else name
+                key = cls if cls not in counts else f"{cls}_{counts[cls]}"
+                counts[cls] = counts.get(cls, 0) + 1
+                group = layers.create_group(key)
+                store = group.create_group("vars")
+                if named:  # Keras >= 3.6
+                    store.attrs["name"] = name
+                if name == "dropout":  # its SeedGenerator's state, a child object
+                    group.create_group("seed_generator/vars").create_dataset(
+                        "0", data=np.array([0, 7], np.uint32))
+                for i, (_, array) in enumerate(weights.get(name, [])):
+                    store.create_dataset(str(i), data=array)
+        f.create_group("vars")  # the model's own, empty
+        f.create_group("optimizer/vars").create_dataset("0", data=np.int64(12))
+
+
+def test_keras_layer_order_is_the_keras_models(tiny):
+    assert pretrained.keras_layer_order(tiny[0]) == TINY_ORDER
+    full = pretrained.keras_layer_order()  # EfficientNetV2-S
+    # stem 2; fused e1: 2 blocks × 2; fused e4: 8 × 4; MBConv: 30 × 8; top 2; head 1
+    assert len(full) == 281 and full[:5] == ["stem_conv", "stem_bn", "block1a_project_conv",
+                                             "block1a_project_bn", "block1b_project_conv"]
+    assert full[-4:] == ["block6o_project_bn", "top_conv", "top_bn", "predictions"]
+    assert full.index("block4a_dwconv2") < full.index("block4a_se_reduce") < full.index(
+        "block4a_project_conv") < full.index("block4b_expand_conv")
+
+
+@pytest.mark.parametrize("paths", [True, False], ids=["keras>=3.1", "keras3.0"])
+def test_keras3_h5_with_kernel_named_depthwise_weights_converts(tmp_path, tiny, forward, paths):
+    variables, x, logits = tiny
+    h5, npz = tmp_path / "keras3.h5", tmp_path / "keras3.npz"
+    _write_keras3_h5(h5, variables, paths=paths)
+    with h5py.File(h5, "r") as f:
+        name = "block3a_dwconv2/kernel" if paths else "kernel"
+        assert f[f"block3a_dwconv2/{name}"].shape == (3, 3, 192, 1)
+    assert pretrained.main(["convert", "--from=keras_h5", str(h5), str(npz)]) == 0
+    loaded = pretrained.load_variables(npz, TINY, image_size=32, num_classes=5)
+    assert _same(loaded, variables)
+    np.testing.assert_array_equal(forward(loaded, x), logits)
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["keras>=3.6", "keras<3.6"])
+def test_keras3_weights_h5_converts(tmp_path, tiny, forward, named):
+    variables, x, logits = tiny
+    path = tmp_path / "model.weights.h5"
+    _write_keras3_weights(path, variables, named=named)
+    with h5py.File(path, "r") as f:
+        assert "layer_names" not in f.attrs and f["layers/depthwise_conv2d/vars/0"].shape == (
+            3, 3, 192, 1)
+    order = None if named else TINY_ORDER
+    assert _same(pretrained.unflatten(pretrained.read_keras_h5(path, order)), variables)
+    if named:  # the command reads it as it is
+        npz = tmp_path / "w.npz"
+        assert pretrained.main(["convert", str(path), str(npz)]) == 0
+        loaded = pretrained.load_variables(npz, TINY, image_size=32, num_classes=5)
+        np.testing.assert_array_equal(forward(loaded, x), logits)
+        archive = tmp_path / "model.keras"  # model.save("model.keras"): the same inside a zip
+        with zipfile.ZipFile(archive, "w") as z:
+            z.writestr("config.json", "{}")
+            z.write(path, "model.weights.h5")
+        assert _same(pretrained.unflatten(pretrained.read_keras_h5(archive)), variables)
+
+
+def test_keras3_weights_h5_of_another_model_is_a_one_line_error(tmp_path, capsys):
+    path = tmp_path / "other.weights.h5"
+    with h5py.File(path, "w") as f:
+        store = f.create_group("layers/normalization/vars")
+        for i in range(3):
+            store.create_dataset(str(i), data=np.zeros(3))
+    assert pretrained.main(["convert", str(path), str(tmp_path / "out.npz")]) == 1
+    err = capsys.readouterr().err
+    assert "'normalization' (3 variables) is not one of an EfficientNetV2" in err
+    assert err.count("\n") == 1
+    empty = tmp_path / "empty.keras"
+    with zipfile.ZipFile(empty, "w") as z:
+        z.writestr("config.json", "{}")
+    with pytest.raises(ValueError, match="cannot read Keras weights .*model.weights.h5"):
+        pretrained.read_keras_h5(empty)
+
+
+@pytest.mark.slow
+def test_files_written_by_keras3_give_the_keras_forward_pass(tmp_path):
+    """Where Keras 3 is installed: a shallow keras.applications EfficientNetV2 (TINY's stages,
+    Keras' 1280-wide top) saved by Keras itself as `.weights.h5` (with layer names, and with
+    them removed as Keras < 3.6 writes it), `.h5` and `.keras` converts to the flax model, whose
+    forward pass on x/128 - 1 (the Keras model's Rescaling) equals Keras' on x."""
+    keras = pytest.importorskip("keras")
+    if int(keras.__version__.split(".")[0]) < 3:
+        pytest.skip("Keras 2 writes the tf_keras layout, tested above")
+    from keras.src.applications import efficientnet_v2 as keras_effnet
+
+    s = keras_effnet.DEFAULT_BLOCKS_ARGS["efficientnetv2-s"]
+    blocks = [dict(s[0], num_repeat=1), dict(s[1], num_repeat=2),
+              dict(s[3], input_filters=48, num_repeat=2)]
+    model = keras_effnet.EfficientNetV2(1.0, 1.0, 32, blocks_args=blocks, weights=None, classes=5,
+                                        input_shape=(32, 32, 3), classifier_activation=None)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # BN statistics that are not 0 / 1
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(rng.normal(size=layer.moving_mean.shape) * 0.1)
+            layer.moving_variance.assign(rng.uniform(0.5, 1.5, size=layer.moving_variance.shape))
+    model.save_weights(tmp_path / "k.weights.h5")
+    model.save(tmp_path / "k.h5")
+    model.save(tmp_path / "k.keras")
+    old = tmp_path / "old.weights.h5"
+    old.write_bytes((tmp_path / "k.weights.h5").read_bytes())
+    with h5py.File(old, "a") as f:
+        for group in f["layers"].values():
+            if "vars" in group and "name" in group["vars"].attrs:
+                del group["vars"].attrs["name"]
+    x = rng.uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    want = np.asarray(model(x, training=False))
+    flax_model = TINY.clone(head_features=1280)
+    order = pretrained.keras_layer_order(jax.eval_shape(
+        lambda: flax_model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), train=False)))
+    for name in ("k.weights.h5", "k.h5", "k.keras", "old.weights.h5"):
+        flat = pretrained.read_keras_h5(tmp_path / name, order if name.startswith("old") else None)
+        variables = pretrained.unflatten({k: jnp.asarray(v) for k, v in flat.items()})
+        got = _fast(functools.partial(flax_model.apply, train=False), variables, x / 128 - 1)
+        np.testing.assert_allclose(got, want, atol=1e-5, err_msg=name)

@@ -16,10 +16,22 @@ model, reports all missing / unexpected / mismatched keys in one ValueError line
 the classifier head with a fresh initialisation when the file's class count differs (as
 fine-tuning on a new dataset does).
 
-Keras source (`--from=keras_h5`): the keras.applications `EfficientNetV2S` ImageNet weights
-(`efficientnetv2-s.h5`, legacy HDF5 layout: root attribute `layer_names`, one group per layer
-with attribute `weight_names` such as `block4a_dwconv2/depthwise_kernel:0`). Keras layer
-`block4a_se_reduce` ↔ flax module `block4a/se_reduce`; BN gamma/beta/moving_mean/
+Keras source (`--from=keras_h5`): the keras.applications `EfficientNetV2S` weights in any of
+the layouts Keras writes:
+- HDF5 (`.h5`, tf_keras / Keras 2, as the published `efficientnetv2-s.h5`): root attribute
+  `layer_names`, one group per layer with attribute `weight_names` such as
+  `block4a_dwconv2/depthwise_kernel:0`; a `model.save()` file keeps them under `model_weights`;
+- Keras 3's HDF5 (`model.save("x.h5")`): the same, but weight names are variable paths without
+  `:0` (`block4a_dwconv2/kernel`: Keras 3 names the depthwise weight `kernel`) and a
+  `top_level_model_weights` group;
+- Keras 3's `.weights.h5` (`model.save_weights`; also inside a `.keras` zip as
+  `model.weights.h5`): no `layer_names`; group `layers/<class>[_<k>]/vars` per layer, the k-th
+  layer of its class (`conv2d_7`, `batch_normalization_3`, `depthwise_conv2d`, `dense`) in the
+  model's layer order, its variables as datasets `0`, `1`, ... (trainable, then non-trainable:
+  kernel, bias; gamma, beta, moving_mean, moving_variance); Keras >= 3.6 stores the layer name
+  as the `name` attribute of `vars`, older Keras 3 files are read by position against the
+  EfficientNetV2-S layer order (`keras_layer_order`).
+Keras layer `block4a_se_reduce` ↔ flax module `block4a/se_reduce`; BN gamma/beta/moving_mean/
 moving_variance ↔ params scale/bias, batch_stats mean/var; depthwise kernels [k, k, C, 1] ↔
 [k, k, 1, C]; the SE 1×1 convolutions [1, 1, in, out] ↔ dense kernels [in, out]. The Keras
 model's own Rescaling layer (x/128 − 1) has no weights; this project normalises in the data
@@ -29,6 +41,8 @@ pipeline ("effnet": (x − 127.5)/128, half a grey level apart).
 from __future__ import annotations
 
 import argparse
+import functools
+import io
 import os
 import re
 import sys
@@ -188,7 +202,8 @@ def keras_to_flax(layer: str, weight: str, value: np.ndarray) -> tuple[str, np.n
     module, name = _module_path(layer), weight.split("/")[-1].split(":")[0]
     if name in _BN:
         return _BN[name].format(module), value
-    if name == "depthwise_kernel":  # [k, k, C, 1] → [k, k, 1, C]
+    if name == "depthwise_kernel" or (name == "kernel" and module.endswith("dwconv2")):
+        # [k, k, C, 1] → [k, k, 1, C]; Keras 3 names the depthwise weight "kernel"
         return f"params/{module}/kernel", np.swapaxes(value, 2, 3)
     if name == "kernel" and module.endswith(("se_reduce", "se_expand")):  # 1×1 conv → dense
         return f"params/{module}/kernel", value.reshape(value.shape[-2:])
@@ -222,26 +237,124 @@ def _h5_names(node: Any, attr: str) -> list[str]:
     return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
 
 
-def read_keras_h5(path: str | os.PathLike) -> Flat:
-    """Reads a Keras (legacy HDF5) weights file into flax-keyed arrays."""
+def read_keras_h5(path: str | os.PathLike, order: list[str] | None = None) -> Flat:
+    """Reads Keras weights (any layout of the module docstring) into flax-keyed arrays.
+
+    ``order``: the Keras layer names in the model's layer order, for a Keras 3 `.weights.h5`
+    without layer names (default: EfficientNetV2-S's, ``keras_layer_order()``).
+    """
     import h5py
 
-    flat: Flat = {}
     try:
-        with h5py.File(path, "r") as f:
+        source = path
+        if zipfile.is_zipfile(path):  # a .keras archive
+            with zipfile.ZipFile(path) as archive:
+                source = io.BytesIO(archive.read("model.weights.h5"))
+        with h5py.File(source, "r") as f:
             root = (
                 f["model_weights"] if "layer_names" not in f.attrs and "model_weights" in f else f
             )
-            layers = _h5_names(root, "layer_names")
-            if not layers:
-                raise ValueError("no 'layer_names' attribute (not a Keras HDF5 weights file)")
-            for layer in layers:
-                group = root[layer]
-                for weight in _h5_names(group, "weight_names"):
-                    key, value = keras_to_flax(layer, weight, np.asarray(group[weight]))
-                    flat[key] = value.astype(np.float32)
+            if _h5_names(root, "layer_names"):
+                return _read_layer_groups(root)
+            if isinstance(f.get("layers"), h5py.Group):
+                return _read_keras3_weights(f["layers"], order)
+            raise ValueError("no 'layer_names' attribute and no Keras 3 'layers' group "
+                             "(not a Keras HDF5 weights file)")
     except (OSError, KeyError) as e:
         raise ValueError(f"cannot read Keras weights {path}: {type(e).__name__}: {e}") from None
+
+
+def _read_layer_groups(root: Any) -> Flat:
+    """The HDF5 layout (tf_keras or Keras 3): groups named by ``layer_names``."""
+    flat: Flat = {}
+    for layer in _h5_names(root, "layer_names"):
+        group = root[layer]
+        for weight in _h5_names(group, "weight_names"):
+            key, value = keras_to_flax(layer, weight, np.asarray(group[weight]))
+            flat[key] = value.astype(np.float32)
+    return flat
+
+
+# Keras 3 `.weights.h5`: a layer's variables in `save_own_variables` order, by class.
+KERAS3_VARIABLES = {
+    "conv2d": ("kernel", "bias"),
+    "depthwise_conv2d": ("kernel", "bias"),
+    "dense": ("kernel", "bias"),
+    "batch_normalization": ("gamma", "beta", "moving_mean", "moving_variance"),
+}
+_KERAS3_GROUP = re.compile(r"^(.*?)(?:_(\d+))?$")  # "conv2d_7" → ("conv2d", "7")
+_ROLES = ("expand_conv", "expand_bn", "dwconv2", "bn", "se_reduce", "se_expand",
+          "project_conv", "project_bn")  # within a block, in Keras' layer order
+_ENDS = {"stem_conv": (0, 0), "stem_bn": (0, 1), "top_conv": (2, 0), "top_bn": (2, 1),
+         HEAD: (3, 0)}
+
+
+def keras_class(layer: str) -> str:
+    """The Keras 3 class (snake case) of an EfficientNetV2 layer, from its name."""
+    if layer.endswith("dwconv2"):
+        return "depthwise_conv2d"
+    if layer == HEAD:
+        return "dense"
+    return "batch_normalization" if layer.endswith("bn") else "conv2d"
+
+
+def _layer_position(layer: str) -> tuple:
+    match = _BLOCK.match(layer)
+    if match is None:
+        return _ENDS[layer]
+    block = match.group(1)  # "block4a": stage 4, block "a"
+    return (1, int(block[5:-1]), block[-1], _ROLES.index(match.group(2)))
+
+
+def keras_layer_order(variables: Mapping[str, Any] | None = None) -> list[str]:
+    """The Keras layer names of ``variables`` (a flax tree, or its ``jax.eval_shape``) in the
+    Keras model's layer order: stem, blocks by stage and letter (expand, depthwise, SE,
+    project), top, head. Without ``variables``: EfficientNetV2-S's."""
+    if variables is None:
+        return list(_effnetv2_s_order())
+    layers = {"_".join(path.split("/")[1:-1]) for path in flatten(variables)}
+    return sorted(layers, key=_layer_position)
+
+
+@functools.cache
+def _effnetv2_s_order() -> tuple[str, ...]:
+    from lfe.training.models import efficientnetv2
+
+    model = efficientnetv2.EfficientNetV2(num_classes=1000)
+    shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.PRNGKey(0),
+                            jnp.zeros((1, 32, 32, 3)))
+    return tuple(keras_layer_order(shapes))
+
+
+def _read_keras3_weights(layers: Any, order: list[str] | None) -> Flat:
+    """Keras 3's `.weights.h5` layout: ``layers/<class>[_<k>]/vars/<i>``."""
+    flat: Flat = {}
+    by_class: dict[str, list[str]] | None = None
+    for key in layers:
+        variables = layers[key].get("vars")
+        if variables is None or len(variables) == 0:
+            continue  # a layer without weights (input, rescaling, dropout, activation)
+        cls, k = _KERAS3_GROUP.match(key).groups()
+        names = KERAS3_VARIABLES.get(cls)
+        if names is None or len(variables) > len(names):
+            raise ValueError(f"Keras 3 layer group {key!r} ({len(variables)} variables) is not "
+                             f"one of an EfficientNetV2: {', '.join(KERAS3_VARIABLES)}")
+        layer = variables.attrs.get("name")
+        if layer is None:  # Keras < 3.6: the k-th layer of its class in the model's order
+            if by_class is None:
+                by_class = {}
+                for name in order or keras_layer_order():
+                    by_class.setdefault(keras_class(name), []).append(name)
+            ranked = by_class.get(cls, [])
+            if int(k or 0) >= len(ranked):
+                raise ValueError(f"Keras 3 layer group {key!r} has no name and the layer order "
+                                 f"has {len(ranked)} {cls} layers")
+            layer = ranked[int(k or 0)]
+        layer = layer.decode("utf8") if isinstance(layer, bytes) else str(layer)
+        for i in range(len(variables)):
+            value = np.asarray(variables[str(i)])
+            path, value = keras_to_flax(layer, f"{layer}/{names[i]}", value)
+            flat[path] = value.astype(np.float32)
     return flat
 
 
