@@ -4,6 +4,22 @@ Every loss here is ``fn(logits, labels) -> [batch]`` (no reduction over the batc
 ``labels`` are integer class ids ``[batch]`` or target distributions ``[batch, classes]``
 (label smoothing, CutMix). Inside, ``yhat = softmax(logits)`` in float32 and the per-class term
 ``term(y, yhat)`` is summed over classes — the exact setting the losses were evolved in.
+Integer class ids outside [0, classes) are an error where they are concrete (``targets``).
+
+Saturation: working on probabilities with an ε guard, every loss here stops responding once the
+correct class's probability falls under ε = 1e-7 (a logit gap of ln(1/ε) ≈ 16.1). Measured
+with logits [gap, 0, 0] and label 1 (float32):
+
+    loss           gap 10: value, |grad|   gap 17            gap 20            gap 100
+    cross_entropy  10.00, 1.00             15.77, 0.29       16.10, 0.020      16.118, 0
+    neuroloss2     17.74, 0.43             20.41, 0.23       20.68, 0.018      20.699, 0
+    neuroloss3     40.85, 1.00             46.99, 0.53       47.62, 0.040      47.661, 0
+    bessel_loss    3.466, 1.1e-4           3.466, 6.0e-8     3.466, 1.5e-9     3.466, 0
+
+(|grad|: largest component over the logits; NeuroLoss1's wrong-class term 1e7·ŷ² dominates
+it: 9.9981e6 at gap 10, 1e7 from gap 17 on, gradient 0 at gap 100). A badly wrong example
+thus adds a constant and no gradient, where log-softmax cross-entropy gives value = gap and
+gradient [1, -1, 0]: ``softmax_cross_entropy`` is that stable form for training with CE.
 
 The library: ``cross_entropy``, ``neuroloss1``–``neuroloss3`` (paper Table 5), ``bessel_loss``
 (§3.6) and the seven honorable mentions ``honorable1``–``honorable7`` (Table 6, in table order).
@@ -83,17 +99,48 @@ class LossDef:
 def targets_and_probs(logits, labels) -> tuple[jax.Array, jax.Array]:
     """``(y, yhat)``: float32 targets and softmax probabilities from logits and labels."""
     logits = jnp.asarray(logits)
+    return targets(logits, labels), jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+
+
+def targets(logits, labels) -> jax.Array:
+    """Float32 targets ``[..., C]`` from integer class ids ``[...]`` or target distributions.
+
+    Class ids outside [0, C) raise ValueError where they are concrete arrays (eager calls).
+    Under ``jax.jit`` they are tracers and are not checked: ``one_hot`` then gives an all-zero
+    target row, so the example adds a constant to the loss and no gradient; check labels
+    before the jitted step, or wrap it with ``jax.experimental.checkify``.
+    """
+    logits = jnp.asarray(logits)
     if logits.ndim < 1:
         raise ValueError(f"logits must have a class axis, got shape {logits.shape}")
     labels = jnp.asarray(labels)
+    n = logits.shape[-1]
     if labels.shape == logits.shape[:-1] and jnp.issubdtype(labels.dtype, jnp.integer):
-        y = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32)
-    elif labels.shape == logits.shape:
-        y = labels.astype(jnp.float32)
-    else:
-        raise ValueError(f"labels of shape {labels.shape} ({labels.dtype}) fit neither integer "
-                         f"class ids {logits.shape[:-1]} nor targets {logits.shape}")
-    return y, jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+        if not isinstance(labels, jax.core.Tracer) and labels.size:
+            lo, hi = int(labels.min()), int(labels.max())
+            if lo < 0 or hi >= n:
+                raise ValueError(f"labels must be integer class ids in [0, {n}), "
+                                 f"got values from {lo} to {hi}")
+        return jax.nn.one_hot(labels, n, dtype=jnp.float32)
+    if labels.shape == logits.shape:
+        return labels.astype(jnp.float32)
+    raise ValueError(f"labels of shape {labels.shape} ({labels.dtype}) fit neither integer "
+                     f"class ids {logits.shape[:-1]} nor targets {logits.shape}")
+
+
+def softmax_cross_entropy(logits, labels) -> jax.Array:
+    """Cross-entropy in its numerically stable form: ``-sum_c y_c log_softmax(logits)_c``.
+
+    The same ``(logits, labels or targets) -> [batch]`` contract as ``cross_entropy`` and the
+    same values as ``optax.softmax_cross_entropy``, in float32. ``cross_entropy`` is
+    -sum y ln(softmax + ε) on probabilities, the form the losses were evolved and compared in:
+    it saturates (module docstring) where this one does not: a wrong-class logit of 100
+    (logits [100, 0, 0], label 1) gives 100 with gradient [1, -1, 0] here, 16.12 with gradient
+    [0, 0, 0] there. Use this one to train with cross-entropy outside the search.
+    """
+    y = targets(logits, labels)
+    log_probs = jax.nn.log_softmax(jnp.asarray(logits, jnp.float32), axis=-1)
+    return -jnp.sum(y * log_probs, axis=-1)
 
 
 def from_genome(g: Genome, sign: int | None = None, name: str = "evolved", *,
@@ -114,13 +161,19 @@ def from_genome(g: Genome, sign: int | None = None, name: str = "evolved", *,
                    from_graph=True)
 
 
-def _checked_sign(g: Genome, allow_rejected: bool) -> int:
+def _verdict(g: Genome, allow_rejected: bool) -> integrity.Verdict:
+    """The integrity check's verdict on ``g`` alone; a rejection raises unless allowed."""
     verdict = integrity.check_batch([g], integrity.Archive())[0]
-    if verdict.ok:
-        return verdict.sign
-    if not allow_rejected:
+    if not verdict.ok and not allow_rejected:
         raise ValueError(f"genome rejected by the integrity check ({verdict.reason}); "
                          "pass allow_rejected=True to use it anyway")
+    return verdict
+
+
+def _checked_sign(g: Genome, allow_rejected: bool) -> int:
+    verdict = _verdict(g, allow_rejected)
+    if verdict.ok:
+        return verdict.sign
     if verdict.reason == "cycle":
         raise ValueError("cannot build a loss from a genome whose active graph has a cycle")
     return integrity.check_term(compile_lib.graph_fn(g))[1]
@@ -220,8 +273,9 @@ def resolve(spec: str, *, allow_rejected: bool = False) -> LossDef:
     ``{"genome": {...}, "sign": -1, "name": "..."}``, or a list of entries as an evolution run
     writes to ``best.json`` (fittest first): ``best.json`` is its first entry, ``best.json#3``
     the third, named ``cand<id>`` after the run's candidate id. A genome without a sign is
-    oriented, or refused, by the integrity check as ``from_genome`` does (``allow_rejected``
-    passes through).
+    oriented, or refused, by the integrity check as ``from_genome`` does; one with a sign keeps
+    it but is refused all the same when the check rejects it (a constant loss, one without ŷ,
+    ...): ``allow_rejected=True`` is the explicit override for both.
     """
     if spec in _REGISTRY:
         return _REGISTRY[spec]
@@ -252,8 +306,10 @@ def resolve(spec: str, *, allow_rejected: bool = False) -> LossDef:
         sign = data.get("sign")
         if sign not in (None, 1, -1):
             raise ValueError(f"loss file {path!r}: sign must be 1 or -1, got {sign!r}")
-        return from_genome(genome_lib.from_dict(data["genome"]), sign,
-                           name=data.get("name") or stem, allow_rejected=allow_rejected)
+        g = genome_lib.from_dict(data["genome"])
+        if sign is not None:
+            _verdict(g, allow_rejected)
+        return from_genome(g, sign, name=data.get("name") or stem, allow_rejected=allow_rejected)
     return from_genome(genome_lib.from_dict(data), name=stem, allow_rejected=allow_rejected)
 
 
@@ -285,6 +341,10 @@ def _dropin(name: str):
 
 
 cross_entropy = _dropin("cross_entropy")
+cross_entropy.__doc__ += (" On probabilities with an ε guard, as the losses were evolved: it "
+                          "saturates at ln(1/ε) = 16.12 with zero gradient once the correct "
+                          "class's probability is under ε = 1e-7; softmax_cross_entropy is the "
+                          "stable form.")
 neuroloss1 = _dropin("neuroloss1")
 neuroloss2 = _dropin("neuroloss2")
 neuroloss3 = _dropin("neuroloss3")
