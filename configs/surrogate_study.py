@@ -21,7 +21,8 @@ from lfe.core import protocol as protocol_lib
 from lfe.experiments import defaults
 
 SIZES = (32, 48, 64, 80, 96, 112)
-# every library loss but neuroloss1_h1 (a reading of NL1 not in the paper); tests/test_configs.py
+# every library loss but neuroloss1_reading (= neuroloss1_h1, a reading of NL1, not the paper's
+# printed formula); tests/test_configs.py
 # checks this against lfe.training.losses.available(), which imports JAX
 LOSSES = ("bessel_loss,cross_entropy,honorable1,honorable2,honorable3,honorable4,honorable5,"
           "honorable6,honorable7,neuroloss1,neuroloss2,neuroloss3")

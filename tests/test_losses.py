@@ -224,3 +224,15 @@ def test_neuroloss1_h1_reading_hugs_neuroloss2():
     b = I.check_term(L.get("neuroloss2").term)[2]
     c = I.check_term(L.get("neuroloss1").term)[2]
     assert np.abs(a - b).max() < 0.05 < np.abs(c - b).max()
+
+
+def test_neuroloss1_reading_hand_computed_and_named():
+    r = L.get("neuroloss1_reading")
+    assert r.name == "neuroloss1_reading" and r.sign == -1 and "reading" in r.formula
+    assert "reading" in L.neuroloss1_reading.__doc__
+    y, yhat = np.array([[0.0, 1.0]], np.float32), np.array([[0.25, 0.75]], np.float32)
+    # correct class: h1 = 0.75/sqrt(1+0.75²) = 0.6, ln(0.6) + 0.75·0.6 = -0.0608256;
+    # wrong class: h1 = 0.25/sqrt(1+(2.5e6)²) = 1e-7, ln(1e-7 + 1e-7) + 0.25·1e-7 = -15.424949
+    np.testing.assert_allclose(np.asarray(r.loss(y, yhat)), [15.424949 + 0.0608256], rtol=1e-5)
+    h1 = L.get("neuroloss1_h1")  # the other reading: + h1 instead of + ŷ·h1
+    np.testing.assert_allclose(np.asarray(h1.loss(y, yhat)), [15.424949 - 0.0891744], rtol=1e-5)

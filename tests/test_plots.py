@@ -44,6 +44,26 @@ def test_plot_curves_mean_and_band(tmp_path):
     assert img.shape[1] > 500 and len(np.unique(img.reshape(-1, img.shape[-1]), axis=0)) > 10
 
 
+def test_minimum_location_hand_computed():
+    # (ŷ - 0.9)² on the correct class (y = 1), nothing on the wrong one: minimum at ŷ = 0.9.
+    quad = L.LossDef("quad", lambda y, yhat: y * (yhat - 0.9) ** 2)
+    assert abs(plots.minimum_location(quad) - 0.9) < 2e-4  # the linear grid's step is 2.5e-4
+    # cross-entropy decreases all the way: its minimum is at ŷ = 1 (1 - p rounds to 1 in float32)
+    assert plots.minimum_location(L.get("cross_entropy")) == 1.0
+
+
+def test_minimum_location_of_the_neuroloss1_reading_is_paper_s_0_99998():
+    # -(ln(|h1|+ε) + ŷ·h1): the correct class rises as ŷ leaves 1 with slope c = 1/2 + 2^(1/2)
+    # - 2^(-3/2) = 1.5607, the wrong class falls as ε²/(4p²) (h1 ≈ ε(1 - ε²/2p²) there), so the
+    # minimum is at p³ = ε²/(2c), p ≈ 1.47e-5, ŷ ≈ 0.99998 (§4.5); float32 flattens it by a few
+    # 1e-6 (NeuroLoss3's lands at 0.999986 for the same reason).
+    c = 0.5 + 2 ** 0.5 - 2 ** -1.5
+    p = (1e-14 / (2 * c)) ** (1 / 3)
+    assert abs(p - 1.474e-5) < 1e-8
+    at = plots.minimum_location(L.get("neuroloss1_reading"))
+    assert abs((1 - at) - p) < 5e-6 and 0.99997 < at < 0.99999
+
+
 def test_legend_labels_carry_the_equation_wrapped():
     label = plots.legend_label(L.get("neuroloss3"), " (x)")
     assert label.startswith("neuroloss3: h0 = (ŷ / (y+eps)); L = -((ln(")

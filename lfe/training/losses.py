@@ -34,10 +34,19 @@ and the phenotype plots treat it like an evolved loss. NeuroLoss1's second term
 closed form, and ``integrity.check_term`` / ``plots`` take any per-class term. In Table 6 the paper
 writes ``\\log`` beside ``\\ln``; those entries use log10 (the paper's log10 op).
 
-``neuroloss1_h1`` is not a paper loss: it reads Table 5's NL1 with its second term as the reused
-node h1 = ŷ/sqrt(1+(ŷ/(y+ε))²) (a 4-node genome, no flip). Its phenotype hugs NeuroLoss2's, as the
-paper's Figure 2 describes for NL1, while the printed NL1's 1e7·ŷ² wrong-class term does not;
-it is here so that the two readings can be compared by training.
+``neuroloss1_reading`` is not the printed formula: it is a *reading* of Table 5's NL1 that the
+search space can express, -(ln(|h1|+ε) + ŷ·h1) with h1 = ŷ/sqrt(1+(ŷ/(y+ε))²): the printed
+second term ŷ·sqrt(1+(ŷ/(y+ε))²) read as ŷ·(ŷ/sqrt(1+(ŷ/(y+ε))²)), the product of ŷ and the
+reused node h1 (a 4-node genome, no flip). It was chosen, before any training, from the
+expressible readings by what the paper says of NL1 apart from Table 5 (its phenotype hugs
+NeuroLoss2's at small and large ŷ and lies under it for ŷ < 0.4, Figure 2; NeuroLoss2 dips
+below it and below CE on ŷ in [0.99, 1], Figure 3, as below NeuroLoss3; its global minimum is
+at ŷ ≈ 0.99998 and its normalised phenotype lies above CE's, §4.5; the ``log(y, ŷ) + f(y, ŷ)``
+form with the repeated ŷ/(y+ε)); the printed formula's 1e7·ŷ² wrong-class term fails these,
+and of 485 one-node second terms only this one, NL3's own and exp(h1) / arctanh(h1) pass them
+all (``results/neuroloss1/README.md``). ``neuroloss1_h1`` is another reading,
+-(ln(|h1|+ε) + h1) (the printed product read as the fraction h1): it fits Figure 2 but not
+Figure 3 or CE's ordering; it is kept so that the two can be compared by training.
 
 References: Morgan & Hougen, "Neural Loss Function Evolution for Large-Scale Image Classifier
 Convolutional Neural Networks" (Tables 5 and 6, §3.6).
@@ -237,6 +246,13 @@ def _build_registry() -> dict[str, LossDef]:
     for name, (nodes, sign, formula) in _GENOMES.items():
         loss = from_genome(genome_lib.make(nodes), sign=sign, name=name)
         registry[name] = dataclasses.replace(loss, formula=formula)
+    registry["neuroloss1_reading"] = dataclasses.replace(
+        from_genome(genome_lib.make(_H01 + [("ln", ["h1"]), ("mul", ["yhat", "h1"]),
+                                            ("add", ["h2", "h3"])]), sign=-1,
+                    name="neuroloss1_reading"),
+        formula="-(1/n) sum_i (ln(|h1|+eps) + yhat*h1), h1 = yhat/sqrt(1+(yhat/(y+eps))^2)  "
+                "[a reading of Table 5's NL1, not its printed formula: the second term "
+                "yhat*sqrt(1+(yhat/(y+eps))^2) read as yhat*h1]")
     registry["neuroloss1_h1"] = dataclasses.replace(
         from_genome(genome_lib.make(_H01 + [("ln", ["h1"]), ("neg", ["h0"]),
                                             ("add", ["h2", "h1"])]), sign=-1,
@@ -346,6 +362,7 @@ cross_entropy.__doc__ += (" On probabilities with an ε guard, as the losses wer
                           "class's probability is under ε = 1e-7; softmax_cross_entropy is the "
                           "stable form.")
 neuroloss1 = _dropin("neuroloss1")
+neuroloss1_reading = _dropin("neuroloss1_reading")
 neuroloss2 = _dropin("neuroloss2")
 neuroloss3 = _dropin("neuroloss3")
 bessel_loss = _dropin("bessel_loss")

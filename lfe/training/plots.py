@@ -64,6 +64,17 @@ def normalised_phenotype(loss: LossDef, p: np.ndarray | None = None) -> tuple[np
     return 1.0 - p, (curve - lo) / span
 
 
+def minimum_location(loss: LossDef) -> float:
+    """ŷ of the correct class at the global minimum of ``loss``'s binary phenotype (oriented as
+    trained), in float32 as training computes it, on a grid of the wrong class's probability p
+    log-spaced from 1e-12 to 1e-3 (1-p rounds to 1 below 6e-8) then linear to 1-eps. Near a
+    shallow minimum float32 leaves the location uncertain by a few 1e-6 (flat steps)."""
+    p = np.concatenate([np.geomspace(1e-12, 1e-3, 4000, endpoint=False),
+                        np.linspace(1e-3, 1.0 - EPS, 4000)])
+    curve = integrity.phenotype_of(loss.term, p=p)
+    return float(np.float32(1.0 - p[int(np.argmin(curve))]))
+
+
 def legend_label(loss: LossDef, extra: str = "") -> str:
     """``name: equation`` (shared nodes named once) for a loss with a genome, else its name;
     ``extra`` appended; wrapped to ``LEGEND_WIDTH`` characters a line."""
