@@ -11,6 +11,16 @@ with linear warm-up 6,400 then cosine over 64,000 steps, stopped after 8,000 ste
 (train acc < 0.25 by step 3,000 stops the run; the best validation accuracy so far is the
 fitness). It needs an accelerator. Rerunning the command resumes the run from its work directory.
 
+As the paper and the authors' code run the search: a child's novelty is checked against the
+current population (``novelty: population``; ``archive`` checks every genome ever drawn); the
+best 100 initial genomes are **re-scored** on the surrogate (gate included) before evolution
+starts (``rescore_initial: True`` here, where the initial protocol, the ConvNet, differs from the
+surrogate, so that one protocol's accuracies fill the tournaments; a failed re-scoring leaves
+the member fitness 0 until it ages out; ``--config.rescore_initial=False`` keeps the ConvNet
+scores; off in ``:convnet``, whose surrogate is the initial protocol plus early stop 2); a
+surrogate run that hits a non-finite loss keeps its best validation accuracy so far
+(``fitness.on_diverged: best_so_far``; ``failed`` makes it a failed child).
+
 Executor: ``auto`` (every mode's default, ``lfe.executors.resolve``). On a host with GPUs or TPU
 chips it is ``devices``: one long-lived worker process per device, each training one candidate
 at a time on its own device (``CUDA_VISIBLE_DEVICES=<i>``) and keeping JAX, the dataset and the
@@ -36,4 +46,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = evolve.default_config()
     if not variant.convnet:
         c.fitness.surrogate = protocol_lib.surrogate_protocol()
+        c.rescore_initial = True  # the initial protocol (ConvNet) is not the surrogate's
     return c

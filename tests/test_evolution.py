@@ -94,10 +94,12 @@ def check_invariants(params, state, capacity):
     assert len(fly_ids) <= capacity
     assert len(pop_ids) <= params.population_size and len(set(pop_ids)) == len(pop_ids)
     by_id = {e.id: e for e in state.evaluated}
-    assert all(not evolution.is_failed(by_id[i].record) for i in pop_ids)
+    assert all(not evolution.is_failed(by_id[m.id].record) or m.fitness == 0.0
+               and evolution.is_rescore(by_id[m.id]) for m in state.population)
     assert state.iterations_done <= state.iterations_started <= params.max_iterations
     # Each open iteration has exactly one child in flight or one retry queued.
-    open_its = [c.iteration for c in state.in_flight if c.stage == "surrogate"]
+    open_its = [c.iteration for c in state.in_flight
+                if c.stage == "surrogate" and not evolution.is_rescore(c)]
     open_its += [r.iteration for r in state.retries]
     assert len(set(open_its)) == len(open_its)
     assert state.iterations_started - state.iterations_done == len(open_its)
@@ -109,7 +111,7 @@ def check_final(params, state, asked, told):
     assert sorted(asked) == sorted(told) == sorted(e.id for e in state.evaluated)
     assert len(set(told)) == len(told) and not state.in_flight and not state.retries
     assert state.iterations_done == state.iterations_started == params.max_iterations
-    assert s["evaluated"] == params.initial_population + s["children_evaluated"]
+    assert s["evaluated"] == params.initial_population + s["rescored"] + s["children_evaluated"]
     n_failed = sum(s["failed_children"].values())
     assert s["children_evaluated"] == s["successful_children"] + n_failed
     skipped = s["skipped_iterations"]
@@ -334,6 +336,8 @@ def test_rebuild_archive_equals_the_live_archive():
         assert len(rebuilt) == len(live)
         np.testing.assert_array_equal(rebuilt.phenotypes, live.phenotypes)
         assert rebuilt.equations == live.equations
+        # row by row too (row = candidate id: the population scope is a subset of rows)
+        assert [eq for _, eq in rebuilt.added_since(0)] == [eq for _, eq in live.added_since(0)]
 
 
 # --------------------------------------------------------------------------- queries
@@ -392,3 +396,97 @@ def test_params_are_validated():
         evolution.Params(tournament_size=0)
     with pytest.raises(ValueError, match="max_iterations"):
         evolution.Params(max_iterations=-1)
+
+
+# --------------------------------------------------------------------------- the paper's choices
+
+CE = genome_lib.make([("ln", ["yhat"]), ("mul", ["y", "h0"]), ("neg", ["h0"]), ("neg", ["h0"]),
+                      ("neg", ["h1"])])
+
+
+def _tell_all(params, state, candidates, fitness):
+    for c in candidates:
+        fit = fitness[c.id]
+        state = evolution.tell(params, state, c.id, {"fitness": fit, "status": "gated"
+                                                     if fit is None else "ok"})
+    return state
+
+
+@pytest.mark.parametrize("novelty", ["population", "archive"])
+def test_a_removed_member_may_return_under_population_novelty_only(novelty, monkeypatch):
+    params = evolution.Params(population_size=2, initial_population=2, tournament_size=1,
+                              max_iterations=2, max_mutation_attempts=4, mutation_batch=2,
+                              novelty=novelty)
+    state, archive = evolution.init(params, 0), integrity.Archive()
+    state, initial = ask(params, state, archive, 2)
+    state = _tell_all(params, state, initial, {0: 0.6, 1: 0.5})
+    assert [m.id for m in state.population] == [0, 1]
+    monkeypatch.setattr(genome_lib, "mutate", lambda rng, parent: CE)  # every mutation: CE
+    state, (child,) = ask(params, state, archive, 1)
+    state = _tell_all(params, state, [child], {2: 0.7})
+    # ages 1, 1, 0: the oldest least fit, member 1, is removed (still in the archive)
+    assert [m.id for m in state.population] == [0, 2] and state.log[-1].removed == 1
+    member1 = genome_lib.from_dict(state.entry(1).genome)
+    monkeypatch.setattr(genome_lib, "mutate", lambda rng, parent: member1)
+    state, new = ask(params, state, archive, 1)
+    if novelty == "population":  # member 1's phenotype and equation are no longer in scope
+        assert [c.genome for c in new] == [state.entry(1).genome]
+        assert new[0].equation == state.entry(1).equation and len(archive) == 4
+    else:  # every genome ever drawn is in scope: 4 attempts, all refused
+        assert new == [] and len(archive) == 3
+        assert evolution.summary(state)["skipped_iterations"]["mutation"] == 1
+
+
+def test_population_scope_is_the_population_and_the_children_in_flight():
+    state, archive, _, _ = drive(SMALL, capacity=3, stop_after=SMALL.initial_population + 4,
+                                 check=False)
+    scope = evolution._population_scope(state, archive)
+    ids = [m.id for m in state.population] + [c.id for c in state.in_flight]
+    np.testing.assert_array_equal(scope.phenotypes, archive.phenotypes[ids])
+    with pytest.raises(ValueError, match="rebuild"):
+        evolution._population_scope(state, integrity.Archive())
+
+
+@pytest.mark.parametrize("novelty", ["population", "archive"])
+@pytest.mark.parametrize("rescore", [False, True])
+def test_resume_is_exact_for_each_novelty_scope_and_rescoring(novelty, rescore):
+    params = evolution.Params(**{**SMALL.__dict__, "novelty": novelty, "rescore_initial": rescore})
+    plain, _, asked, told = drive(params, capacity=3, pick=_reversed)
+    check_final(params, plain, asked, told)
+    assert drive(params, capacity=3, pick=_reversed, roundtrip=True, resume_every=2)[0] == plain
+    if rescore:
+        assert evolution.summary(plain)["rescored"] == params.population_size
+
+
+def test_rescoring_hand_computed():
+    params = evolution.Params(population_size=2, initial_population=3, tournament_size=20,
+                              max_iterations=1, mutation_batch=4, rescore_initial=True)
+    state, archive = evolution.init(params, 0), integrity.Archive()
+    state, initial = ask(params, state, archive, 3)
+    state = _tell_all(params, state, initial, {0: 0.5, 1: 0.6, 2: 0.4})
+    assert state.phase == "rescore" and [m.id for m in state.population] == [1, 0]
+    state, rescores = ask(params, state, archive, 1)  # capacity 1: one at a time
+    state, more = ask(params, state, archive, 2)
+    assert [(c.id, c.parent, c.stage, c.iteration) for c in rescores + more] \
+        == [(3, 1, "surrogate", None), (4, 0, "surrogate", None)]
+    assert all(c.genome == state.entry(c.parent).genome for c in rescores + more)
+    assert len(archive) == 5 and ask(params, state, archive, 5)[1] == []  # nothing left to ask
+    state = _tell_all(params, state, more, {4: 0.9})  # out of order
+    assert state.phase == "rescore" and state.population[1] == Member(4, 0, 0.9)
+    state = _tell_all(params, state, rescores, {3: None})  # a failed re-scoring: fitness 0
+    assert state.phase == "evolve" and state.population == [Member(3, 0, 0.0), Member(4, 0, 0.9)]
+    assert evolution.history(state) == [{"iteration": 0, "id": None, "outcome": "initial",
+                                         "child": None, "removed": None, "best": 0.9,
+                                         "mean": 0.45, "median": 0.45}]
+    s = evolution.summary(state)
+    assert (s["initial_evaluated"], s["rescored"], s["children_evaluated"]) == (3, 2, 0)
+    # genome 0 once, at its surrogate score; genome 1's failed re-scoring leaves its 0.6
+    assert [(b["id"], b["fitness"]) for b in evolution.best(state, 5)] \
+        == [(4, 0.9), (1, 0.6), (2, 0.4)]
+    state, (child,) = ask(params, state, archive, 1)
+    assert child.iteration == 1 and child.parent == 4  # the tournament reads the new scores
+
+
+def test_novelty_scope_is_validated():
+    with pytest.raises(ValueError, match="novelty must be one of population, archive"):
+        evolution.Params(novelty="history")

@@ -166,6 +166,7 @@ def test_the_committed_cpu_evolution_resumes_and_reports(tmp_path, cifar_dir):
     c = cpu_evolution.get_config()
     c.ce_band = tuple(json.load(open(work / "config.json"))["ce_band"])
     c.data_dir = str(cifar_dir)
+    c.novelty, c.fitness.on_diverged = "archive", "failed"  # the rules it ran with (README)
     s = main.dispatch(c, str(work))
     assert s["evaluated"] == 114 and s["iterations"] == 30  # resumed, nothing retrained
     assert len(rundir.read_events(str(work))) == 114

@@ -7,7 +7,7 @@ from lfe import worker
 from lfe.core import genome as G
 from lfe.core import protocol as protocol_lib
 from lfe.core import records
-from lfe.training import fitness
+from lfe.training import fitness, loop
 from lfe.training import losses as L
 
 
@@ -80,3 +80,47 @@ def test_evaluate_candidate_round_trips_plain_data(cifar_dir):
         c.surrogate.augment = "nope"
         c.gate_min_train_accuracy = 0.0
         fitness.evaluate(L.get("cross_entropy"), c, seed=0)
+
+
+def _run(status, curve, best_val, message=""):
+    return loop.TrainResult(best_val, 0.5, status, 350, 2.0, curve, message)
+
+
+CURVE = ((100, 0.30, 0.40, 2.0), (200, 0.50, 0.42, 1.5), (300, 0.45, 0.41, 1.6))
+
+
+def test_a_diverged_run_keeps_its_best_validation_so_far_or_fails_as_configured():
+    diverged = _run("diverged", CURVE, 0.42, "non-finite loss at step 350")
+    kept = fitness.scored_record(diverged, on_diverged="best_so_far")
+    assert (kept.fitness, kept.status, kept.failed) == (0.42, "stopped_early", False)
+    assert kept.message.startswith("non-finite loss at step 350") and kept.steps == 350
+    failed = fitness.scored_record(diverged, on_diverged="failed")
+    assert (failed.fitness, failed.status, failed.failed) == (None, "diverged", True)
+    # diverged before its first evaluation: no accuracy so far, a failed child either way
+    early = fitness.scored_record(_run("diverged", (), 0.0), on_diverged="best_so_far")
+    assert (early.fitness, early.status) == (None, "diverged")
+    unscored = ((100, 0.3, None, 2.0),)  # rows without validation do not count
+    assert fitness.scored_record(_run("diverged", unscored, 0.0), on_diverged="best_so_far"
+                                 ).fitness is None
+    ok = _run("ok", CURVE, 0.42)
+    assert fitness.scored_record(ok, on_diverged="failed") == fitness.scored_record(
+        ok, on_diverged="best_so_far")
+    with pytest.raises(ValueError, match="on_diverged must be one of best_so_far, failed"):
+        fitness.scored_record(diverged, on_diverged="nanmax")
+
+
+@pytest.mark.parametrize("policy,expected", [("best_so_far", 0.42), ("failed", None)])
+def test_evaluate_reads_on_diverged_from_the_config_and_the_gate_ignores_it(
+        monkeypatch, policy, expected):
+    c = protocol_lib.fitness_config()
+    assert c.on_diverged == "best_so_far"  # the authors' code (lfe.core.records)
+    c.on_diverged = policy
+    runs = {}
+    monkeypatch.setattr(fitness, "load_dataset", lambda *a, **k: None)
+    monkeypatch.setattr(fitness, "train_once",
+                        lambda loss, protocol, data, seed, folder: runs[protocol.steps])
+    runs[c.gate.steps] = _run("ok", (), 0.0)  # gate passed (best train accuracy 0.5)
+    runs[c.surrogate.steps] = _run("diverged", CURVE, 0.42, "non-finite loss at step 350")
+    assert fitness.evaluate(L.get("cross_entropy"), c, seed=0).fitness == expected
+    runs[c.gate.steps] = _run("diverged", (), 0.0)  # a gate that diverges always fails
+    assert fitness.evaluate(L.get("cross_entropy"), c, seed=0).status == "diverged"

@@ -84,3 +84,16 @@ def test_archive_grows_and_near_is_exact():
     twin = archive.copy()
     twin.add(q[0], "new")
     assert len(archive) == 200 and "new" not in archive.equations and len(twin) == 201
+
+
+def test_subset_keeps_the_rows_asked_for_in_order():
+    archive = N.Archive(3)
+    archive.extend(np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32), ["a", "b", "c"])
+    part = archive.subset([2, 0])
+    np.testing.assert_array_equal(part.phenotypes, [[0, 1, 0], [0, 0, 0]])
+    assert part.equations == {"c", "a"} and part.added_since(0)[0][1] == "c"
+    near = part.near(np.array([[1, 0, 0], [0, 1, 0.005]], np.float32))
+    assert near.tolist() == [False, True]  # row "b" is out of the subset; "c" is 0.005 away
+    assert len(archive.subset([])) == 0 and len(archive) == 3
+    with pytest.raises(IndexError, match="outside 0..2"):
+        archive.subset([3])

@@ -132,9 +132,9 @@ def test_mean_std_of_one_run_claims_no_spread():
 
 
 def test_evolution_report_counts_candidates_beating_cross_entropy():
-    def ev(i, stage, fitness, status="ok"):
-        return Evaluated(i, {}, 1, "", stage, None, None, 0,
-                         {"fitness": fitness, "status": status})
+    def ev(i, stage, fitness, status="ok", iteration=1):  # a child has an iteration
+        return Evaluated(i, {}, 1, "", stage, None if stage == "initial" else iteration, None,
+                         0, {"fitness": fitness, "status": status})
 
     state = State(seed=0, rng={}, evaluated=[
         ev(0, "initial", 0.50), ev(1, "initial", 0.56), ev(2, "surrogate", 0.57),
@@ -143,3 +143,6 @@ def test_evolution_report_counts_candidates_beating_cross_entropy():
     assert text == ("Scored on the surrogate protocol (failed ones excluded): 1 of 2 initial "
                     "genomes beat cross-entropy's mean (55.50%), 0 its best run (58.00%); 2 of 3 "
                     "children beat cross-entropy's mean (55.50%), 1 its best run (58.00%).")
+    state.evaluated.append(ev(6, "surrogate", 0.56, iteration=None))  # a re-scoring
+    assert "; 1 of 1 re-scored ones beat cross-entropy's mean (55.50%), 0 its best run " \
+        "(58.00%); 2 of 3 children" in report._beat_ce(state, (0.58, 0.555, 0.53))

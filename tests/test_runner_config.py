@@ -13,7 +13,7 @@ import pytest
 from configs import cpu_evolution, quickstart, table4, transfer_paper
 from configs import pipeline as pipeline_config
 from lfe import executors
-from lfe.core import fileio, rundir
+from lfe.core import evolution, fileio, rundir
 from lfe.core import protocol as protocol_lib
 from lfe.experiments import compare, defaults, eliminate, evolve, pipeline, transfer
 
@@ -67,12 +67,18 @@ def test_the_committed_cpu_evolution_run_resumes(tmp_path):
     c = cpu_evolution.get_config()
     c.ce_band = tuple(saved["ce_band"])  # --config.ce_band from the CE baseline (docstring)
     c.max_iterations = 30  # the run was cut to 30 iterations (docstring)
+    claim = {"may_change": evolve.RESUMABLE_CHANGES, "absent": evolve.BEFORE_SETTING}
+    # settings newer than the run: its values must be passed to resume it, each named
+    with pytest.raises(ValueError, match=r"different config \(fitness.on_diverged \(this run: "
+                                         r"'failed'\), novelty \(this run: 'archive'\)\)"):
+        rundir.claim(str(tmp_path), c, **claim)
+    c.novelty, c.fitness.on_diverged = "archive", "failed"  # README: resuming this run
     assert "data_dir" in rundir.changed_keys(saved, c)  # the guard would see the new key ...
-    rundir.claim(str(tmp_path), c, may_change=evolve.RESUMABLE_CHANGES)  # ... and lets it be
+    rundir.claim(str(tmp_path), c, **claim)  # ... and lets it be
     c.population_size = 13  # a real change is still refused
     shutil.copy(saved_path, tmp_path / "config.json")
     with pytest.raises(ValueError, match=r"different config \(population_size\)"):
-        rundir.claim(str(tmp_path), c, may_change=evolve.RESUMABLE_CHANGES)
+        rundir.claim(str(tmp_path), c, **claim)
 
 
 BAD = [("executor", "nope", "unknown executor 'nope'; available: auto, inprocess, pool, devices"),
@@ -162,3 +168,21 @@ def test_a_mismatch_is_named_by_its_key_and_refused_before_training(tmp_path):
                                          r"protocol: steps = 1 but the phases sum to 96000"):
         transfer.run(t, str(tmp_path / "transfer"))
     assert not os.listdir(tmp_path)
+
+
+def test_the_search_runs_as_the_paper_by_default_and_bad_settings_fail_before_any_file(tmp_path):
+    from configs import surrogate
+
+    c = evolve.default_config()
+    assert (c.novelty, c.rescore_initial, c.fitness.on_diverged) \
+        == ("population", False, "best_so_far")
+    assert evolve.params_of(c) == evolution.Params(novelty="population", rescore_initial=False)
+    assert surrogate.get_config().rescore_initial  # the ConvNet initial protocol differs
+    assert not surrogate.get_config("convnet").rescore_initial  # the same protocol
+    for key, value, message in (("novelty", "all", "novelty must be one of population, archive"),
+                                ("fitness.on_diverged", "nan", "on_diverged must be one of")):
+        bad = evolve.default_config()
+        bad.update_from_flattened_dict({key: value})
+        with pytest.raises(ValueError, match=message):
+            evolve.run(bad, str(tmp_path / "run"))
+        assert not (tmp_path / "run").exists()

@@ -8,6 +8,23 @@ checkpoint JSON), so a resume (``State.from_dict`` + ``rebuild_archive``) contin
 never interrupted. ``ask`` and ``tell`` are pure: they return a new state and leave theirs (and
 the novelty archive) as they were; ``ask`` also returns the phenotypes it admitted, for the
 caller to add to its archive.
+
+Two choices the paper's text and the authors' code settle (``Params``; ``fitness.on_diverged``,
+what a run that hits a non-finite loss scores, is the third: ``lfe.core.records``):
+
+* ``novelty``: a mutated child is checked for novelty (integrity step 4) against the phenotypes
+  and equations of the **current population** (``"population"``, Alg. 1 and §3.3: a copy may
+  return once the original has aged out; the authors' code compares with ``self.gen``), here
+  with the children in flight too, which are about to join it; or against every candidate ever
+  drawn (``"archive"``, lfe's first rule). The caller's archive always holds every candidate
+  in id order (row = id); the population scope is a ``subset`` of it, so a resume is exact.
+* ``rescore_initial`` (off by default; on in ``configs/surrogate.py``, whose initial protocol
+  is not the surrogate's): the best ``population_size`` initial genomes, scored with the initial
+  protocol, are scored again with the surrogate's (gate included) before evolution starts
+  (phase ``"rescore"``; the authors' code does, so one protocol's accuracies fill the
+  tournaments). A re-scored member keeps its slot under the re-scoring candidate's id (stage
+  ``surrogate``, iteration None, parent = the initial genome); a failed re-scoring leaves it
+  fitness 0, as the authors' code does, until it ages out.
 """
 
 from __future__ import annotations
@@ -25,6 +42,8 @@ from lfe.core import genome as genome_lib
 from lfe.core import integrity, records
 from lfe.core.state import Attempt, Candidate, Evaluated, LogRow, Member, Retry, State
 
+NOVELTY_SCOPES = ("population", "archive")
+
 
 @dataclasses.dataclass(frozen=True)
 class Params:
@@ -39,8 +58,13 @@ class Params:
     op_set: str = "paper"
     init: str = "authors"
     mutation_batch: int = 64  # mutations judged per jitted integrity call; never changes results
+    novelty: str = "population"  # or "archive" (module docstring)
+    rescore_initial: bool = False  # the authors' code re-scores; on where protocols differ
 
     def __post_init__(self):
+        if self.novelty not in NOVELTY_SCOPES:
+            raise ValueError(f"evolution novelty must be one of {', '.join(NOVELTY_SCOPES)}, "
+                             f"got {self.novelty!r}")
         for name in ("population_size", "initial_population", "tournament_size",
                      "max_mutation_attempts", "max_failed_children", "mutation_batch"):
             if getattr(self, name) < 1:
@@ -226,7 +250,9 @@ def ask(params: Params, state: State, archive: integrity.Archive, capacity: int
     An iteration whose mutations all fail is skipped here and another is started in its place,
     within ``max_iterations``.
     """
-    state, rng, seen = state.copy(), _rng(state), archive.copy()
+    state, rng = state.copy(), _rng(state)
+    seen = (archive.copy() if params.novelty == "archive" or state.phase == "initial"
+            else _population_scope(state, archive))
     before, new = len(seen), []
     if state.phase == "initial":
         if not state.initial_sampled:
@@ -234,6 +260,8 @@ def ask(params: Params, state: State, archive: integrity.Archive, capacity: int
         while state.initial_queue and len(state.in_flight) < capacity:
             new.append(state.initial_queue.pop(0))
             state.in_flight.append(new[-1])
+    elif state.phase == "rescore":
+        _ask_rescores(state, seen, capacity, new)
     else:
         while len(state.in_flight) < capacity:
             job = _next_job(params, state, rng)
@@ -253,6 +281,35 @@ def ask(params: Params, state: State, archive: integrity.Archive, capacity: int
     return state, new, seen.added_since(before)
 
 
+def _population_scope(state: State, archive: integrity.Archive) -> integrity.Archive:
+    """The phenotypes of the population and of the candidates in flight: the rows of their ids
+    in the run's archive (every candidate, in id order)."""
+    if len(archive) != state.next_id:
+        raise ValueError(f"the archive holds {len(archive)} phenotypes but the state has drawn "
+                         f"{state.next_id} candidates; rebuild it (rebuild_archive)")
+    return archive.subset([m.id for m in state.population] + [c.id for c in state.in_flight])
+
+
+def is_rescore(c: Candidate) -> bool:
+    """A re-scoring of an initial member on the surrogate (not a child)."""
+    return c.stage == "surrogate" and c.iteration is None
+
+
+def _ask_rescores(state: State, seen: integrity.Archive, capacity: int, new: list) -> None:
+    """Hands out re-scorings of the members still holding their initial score, in population
+    order, up to ``capacity`` in flight; their phenotypes join ``seen`` (row = id)."""
+    asked = {c.parent for c in state.in_flight + state.evaluated if is_rescore(c)}
+    initial = {e.id: e for e in state.evaluated if e.stage == "initial"}
+    todo = [initial[m.id] for m in state.population if m.id in initial and m.id not in asked]
+    todo = todo[: max(0, capacity - len(state.in_flight))]
+    for e, (phenotype, eq) in zip(todo, _phenotypes(todo), strict=True):
+        seen.add(phenotype, eq)
+        new.append(Candidate(state.next_id, e.genome, e.sign, e.equation, "surrogate", None,
+                             e.id, 0))
+        state.next_id += 1
+        state.in_flight.append(new[-1])
+
+
 # --------------------------------------------------------------------------- tell
 
 def _form_population(params: Params, state: State) -> None:
@@ -260,9 +317,26 @@ def _form_population(params: Params, state: State) -> None:
     ok = [e for e in state.evaluated if e.stage == "initial" and not is_failed(e.record)]
     ok.sort(key=lambda e: (-e.fitness, e.id))
     state.population = [Member(e.id, 0, e.fitness) for e in ok[: params.population_size]]
+    if params.rescore_initial and state.population:
+        state.phase = "rescore"
+    else:
+        _start_evolution(state)
+
+
+def _start_evolution(state: State) -> None:
     state.phase = "evolve"
     state.log.append(LogRow(0, None, "initial", None, None,
                             **population_stats(state.population)))
+
+
+def _rescored(state: State, cand: Candidate, rec: dict) -> None:
+    """A member's re-scoring came back: it takes the new id and fitness (0 if it failed)."""
+    fitness = 0.0 if is_failed(rec) else rec["fitness"]
+    state.population = [Member(cand.id, m.age, fitness) if m.id == cand.parent else m
+                        for m in state.population]
+    initial = {e.id for e in state.evaluated if e.stage == "initial"}
+    if not state.in_flight and not any(m.id in initial for m in state.population):
+        _start_evolution(state)
 
 
 def tell(params: Params, state: State, candidate_id: int, record: dict) -> State:
@@ -284,6 +358,8 @@ def tell(params: Params, state: State, candidate_id: int, record: dict) -> State
     if cand.stage == "initial":
         if not state.initial_queue and not state.in_flight:
             _form_population(params, state)
+    elif is_rescore(cand):
+        _rescored(state, cand, rec)
     elif is_failed(rec):
         failed = cand.failed_children + 1
         if failed >= params.max_failed_children:
@@ -327,13 +403,21 @@ def rebuild_archive(state: State, chunk: int = 256) -> integrity.Archive:
     seen = sorted(state.evaluated + state.in_flight + state.initial_queue, key=lambda c: c.id)
     archive = integrity.Archive()
     for start in range(0, len(seen), chunk):
-        genomes = [genome_lib.from_dict(c.genome) for c in seen[start: start + chunk]]
-        for c, v in zip(seen[start: start + chunk],
-                        integrity.check_batch(genomes, integrity.Archive()), strict=True):
-            if v.phenotype is None:
-                raise ValueError(f"candidate {c.id} in the state fails the check ({v.reason})")
-            archive.add(v.phenotype, v.equation)
+        for phenotype, eq in _phenotypes(seen[start: start + chunk]):
+            archive.add(phenotype, eq)
     return archive
+
+
+def _phenotypes(candidates: list[Candidate]) -> list[tuple[np.ndarray, str]]:
+    """``(normalised phenotype, equation)`` of each candidate's genome, as the check gave them
+    when it was admitted (each judged alone: a pure function of the genome)."""
+    genomes = [genome_lib.from_dict(c.genome) for c in candidates]
+    out = []
+    for c, v in zip(candidates, integrity.check_batch(genomes, integrity.Archive()), strict=True):
+        if v.phenotype is None:
+            raise ValueError(f"candidate {c.id} in the state fails the check ({v.reason})")
+        out.append((v.phenotype, v.equation))
+    return out
 
 
 def is_done(params: Params, state: State) -> bool:
@@ -351,11 +435,17 @@ def history(state: State) -> list[dict]:
 
 
 def best(state: State, k: int, stage: str | None = None) -> list[dict]:
-    """The top-``k`` evaluated genomes of the run (optionally of one ``stage``), fittest first;
-    failed ones never appear. Note initial and surrogate fitness come from different protocols."""
+    """The top-``k`` evaluated genomes of the run (optionally of one ``stage``), fittest first,
+    each equation once (its best evaluation: a re-scored initial genome, or a copy that returned
+    after its original aged out, is evaluated again); failed ones never appear. Note initial
+    and surrogate fitness come from different protocols."""
     ok = [e for e in state.evaluated if not is_failed(e.record)
           and (stage is None or e.stage == stage)]
     ok.sort(key=lambda e: (-e.fitness, e.id))
+    firsts = {}
+    for e in ok:
+        firsts.setdefault(e.equation, e)
+    ok = list(firsts.values())
     return [{"id": e.id, "fitness": e.fitness, "sign": e.sign, "equation": e.equation,
              "genome": e.genome, "stage": e.stage, "iteration": e.iteration,
              "status": e.record["status"]} for e in ok[:k]]
@@ -364,12 +454,14 @@ def best(state: State, k: int, stage: str | None = None) -> list[dict]:
 def count_above(state: State, threshold: float) -> dict[str, int]:
     """How many evaluated genomes of each stage have a fitness above ``threshold`` (say,
     cross-entropy's mean on the same protocol), out of how many have a fitness at all:
-    ``{"initial": k, "initial_scored": n, "surrogate": k, "surrogate_scored": n}``."""
-    counts = {"initial": 0, "initial_scored": 0, "surrogate": 0, "surrogate_scored": 0}
+    ``{"initial": k, "initial_scored": n, "surrogate": k, "surrogate_scored": n, "rescored": k,
+    "rescored_scored": n}`` (children under ``surrogate``, re-scorings under ``rescored``)."""
+    counts = {f"{k}{s}": 0 for k in ("initial", "surrogate", "rescored") for s in ("", "_scored")}
     for e in state.evaluated:
         if not is_failed(e.record):
-            counts[f"{e.stage}_scored"] += 1
-            counts[e.stage] += int(e.fitness > threshold)
+            kind = "rescored" if is_rescore(e) else e.stage
+            counts[f"{kind}_scored"] += 1
+            counts[kind] += int(e.fitness > threshold)
     return counts
 
 
@@ -378,7 +470,7 @@ def summary(state: State) -> dict:
     evaluations that raised or crashed (``error``) or whose worker was lost (``lost``), each
     followed by another attempt or, once ``lfe.core.retry`` gave up, an ``error`` child."""
     ev = state.evaluated
-    children = [e for e in ev if e.stage == "surrogate"]
+    children = [e for e in ev if e.stage == "surrogate" and not is_rescore(e)]
     failed = collections.Counter(failure(e.record) for e in children if is_failed(e.record))
     failed_initial = collections.Counter(failure(e.record) for e in ev
                                          if e.stage == "initial" and is_failed(e.record))
@@ -386,7 +478,8 @@ def summary(state: State) -> dict:
     fitted = [e.fitness for e in ev if not is_failed(e.record)]
     return {"phase": state.phase, "iterations": state.iterations_done,
             "iterations_started": state.iterations_started, "evaluated": len(ev),
-            "initial_evaluated": len(ev) - len(children), "children_evaluated": len(children),
+            "initial_evaluated": sum(e.stage == "initial" for e in ev),
+            "rescored": sum(is_rescore(e) for e in ev), "children_evaluated": len(children),
             "successful_children": outcomes["replaced"] + outcomes["added"],
             "failed_children": dict(sorted(failed.items())),
             "failed_initial": dict(sorted(failed_initial.items())),

@@ -14,7 +14,8 @@ For a batch of candidate genomes, in order:
    argmin or argmax at indices 490–509 → ``optimum_near_half``;
 4. novelty: the (flipped) phenotype min–max normalised (left as is when max−min < 1e-4) must be at
    L2 distance > 0.01 from every phenotype in the archive (``duplicate_phenotype``) and its
-   printed equation must differ from every archived one (``duplicate_equation``).
+   printed equation must differ from every archived one (``duplicate_equation``); the archive
+   is what the caller passes (evolution: the current population's, or every one seen).
 
 The check runs in the evolution controller, which never imports JAX: everything here is
 NumPy on the genomes' integer arrays. Step 1 is a table look-up per genome (the graph facts of
@@ -443,6 +444,7 @@ def _check_live(chunk: np.ndarray, expr: Expressions, opset: ops_lib.OpSet, arch
     curve_of, signs = curve_of.tolist(), signs.tolist()
     new: list[int] = []
     new_equations: set[str] = set()
+    new_rows: list[str] = []  # the accepted equations in order: row i's is new_rows[i]
     step4 = np.flatnonzero(failed == 0)
     for i, r in zip(chunk[step4].tolist(), which[step4].tolist(), strict=True):
         eq, c = text[r], curve_of[r]
@@ -457,9 +459,10 @@ def _check_live(chunk: np.ndarray, expr: Expressions, opset: ops_lib.OpSet, arch
             accepted.add(c)
             new.append(c)
             new_equations.add(eq)
+            new_rows.append(eq)
             budget[0] -= 1
-    if new:  # equations are added in a set: their order does not matter
-        archive.extend(unique[new], list(new_equations))
+    if new:
+        archive.extend(unique[new], new_rows)
 
 
 def sample_valid(rng: np.random.Generator, n: int, archive: Archive, *, op_set: str = "paper",

@@ -84,7 +84,8 @@ def near_pairs(queries: np.ndarray, keys: np.ndarray, threshold: float = NOVELTY
 
 
 class Archive:
-    """Every normalised phenotype and equation seen, for the novelty rule.
+    """Normalised phenotypes and equations, for the novelty rule: every one seen, or (``subset``)
+    those of the current population.
 
     Plain data: it is rebuilt from genomes on resume (phenotypes are a pure function of them).
     """
@@ -134,6 +135,17 @@ class Archive:
         """An independent archive with the same contents."""
         out = Archive(self._data.shape[1])
         out.extend(self.phenotypes, list(self._equation_rows))
+        return out
+
+    def subset(self, rows: list[int]) -> Archive:
+        """An independent archive of the given rows, in that order (the novelty scope of a
+        search that checks against its current population only)."""
+        out = Archive(self._data.shape[1])
+        if rows and not 0 <= min(rows) <= max(rows) < self._size:
+            raise IndexError(f"archive rows {min(rows)}..{max(rows)} outside 0..{self._size - 1}")
+        if rows:
+            out.extend(self._data[np.asarray(rows, np.int64)], [self._equation_rows[i]
+                                                                for i in rows])
         return out
 
     def added_since(self, n: int) -> list[tuple[np.ndarray, str]]:

@@ -166,7 +166,9 @@ def fitness_config() -> ml_collections.ConfigDict:
     accuracy below 0.25 at step 3,000 ends the run; its best validation accuracy so far is still
     its fitness), which runs on a CPU; the paper's EfficientNetV2-S surrogate is
     ``surrogate_protocol()`` (``configs/surrogate.py``). The initial population is scored with
-    the ConvNet for 8,000 steps (§3.10).
+    the ConvNet for 8,000 steps (§3.10). ``on_diverged``: what a scored run that hits a
+    non-finite loss becomes (``lfe.core.records.ON_DIVERGED``): ``best_so_far``, as the authors'
+    code, or ``failed``, a failed child (lfe's first rule); the gate always fails it.
     """
     c = ml_collections.ConfigDict()
     c.dataset = "cifar10"
@@ -191,6 +193,9 @@ def paper_phases(table: Mapping[str, Sequence[Any]], steps_per_phase: int) -> li
     count = len(table["image_size"])
     return [{"steps": int(steps_per_phase), **{k: v[i] for k, v in table.items()}}
             for i in range(count)]
+    # best_so_far (default): the paper's §3.7 rule for a stopped run, which is what Keras'
+    # TerminateOnNaN makes a NaN run in the authors' code; "failed": a failed child
+    c.on_diverged = "best_so_far"
 
 
 def check_steps(protocol: Mapping[str, Any], where: str = "protocol") -> None:

@@ -9,6 +9,14 @@ never enter the population and have no fitness: ``gated`` (below the gate's trai
 ``diverged`` (a non-finite loss), ``timed_out`` (the executor cancelled it at its time limit),
 ``error`` (it raised, or its worker kept dying, on every attempt the failure policy allows:
 ``lfe.core.retry``; the message holds the last error).
+
+What a scored run (not the gate) that hits a non-finite loss becomes is the fitness config's
+``on_diverged`` (``ON_DIVERGED``): ``best_so_far`` (the default, the authors' code: Keras'
+TerminateOnNaN stops it like any stop rule and ``nanmax`` of its validation accuracies is the
+fitness) makes it ``stopped_early`` with the best validation accuracy of the evaluations before
+the divergence, its message saying so (a run that diverged before its first evaluation stays
+``diverged``); ``failed`` makes every such run a failed child (``diverged``). The gate treats a
+non-finite loss as a failure either way.
 """
 
 from __future__ import annotations
@@ -80,6 +88,17 @@ class FitnessRecord:
         known.setdefault("wall_time_s", 0.0)
         known["curve"] = tuple(tuple(row) for row in known.get("curve", ()))
         return cls(**known)
+
+
+ON_DIVERGED = ("best_so_far", "failed")
+
+
+def check_on_diverged(value: str) -> str:
+    """``value`` if it is one of ``ON_DIVERGED``, else a one-line ValueError."""
+    if value not in ON_DIVERGED:
+        raise ValueError(f"fitness.on_diverged must be one of {', '.join(ON_DIVERGED)}, "
+                         f"got {value!r}")
+    return value
 
 
 def timed_out(message: str) -> FitnessRecord:

@@ -182,25 +182,33 @@ def _under(path: str, prefixes) -> bool:
     return any(path == p or path.startswith(p + ".") for p in prefixes)
 
 
-def changed_keys(saved: dict, now: dict, *, fixed=None, may_change=()) -> list[str]:
+def changed_keys(saved: dict, now: dict, *, fixed=None, may_change=(),
+                 absent=None) -> list[str]:
     """The dotted key paths whose values differ between two plain configs: only those under
-    ``fixed`` when it is given, never those under ``may_change``."""
+    ``fixed`` when it is given, never those under ``may_change``. ``absent``: dotted keys newer
+    than the saved config, and the value an older run without them ran with."""
     a, b = _flat(to_plain(saved)), _flat(to_plain(now))
+    a = {**(absent or {}), **a}
     changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     if fixed is not None:
         changed = [k for k in changed if _under(k, fixed)]
     return [k for k in changed if not _under(k, may_change)]
 
 
-def claim(workdir: str, config, *, fixed=None, may_change=()) -> None:
+def claim(workdir: str, config, *, fixed=None, may_change=(), absent=None) -> None:
     """Records ``config`` in ``workdir/config.json``. A rerun whose config differs from the
     recorded one where it matters (``fixed`` keys, or any key not in ``may_change``) is refused
-    with one line naming the changed keys: its results would mix two experiments."""
+    with one line naming the changed keys (and, for a key the recorded config lacks, the
+    ``absent`` value its run had): its results would mix two experiments."""
     path = os.path.join(workdir, CONFIG)
     mine = to_plain(config)
     if os.path.exists(path):
-        changed = changed_keys(fileio.read_json(path), mine, fixed=fixed, may_change=may_change)
+        saved = fileio.read_json(path)
+        changed = changed_keys(saved, mine, fixed=fixed, may_change=may_change, absent=absent)
         if changed:
+            old = _flat(to_plain(saved))
+            named = [f"{k} (this run: {absent[k]!r})" if absent and k in absent and k not in old
+                     else k for k in changed]
             raise ValueError(f"{workdir} holds a run with a different config "
                              f"({', '.join(changed)}); use a new --workdir or the same config")
     fileio.write_json_atomic(path, mine)

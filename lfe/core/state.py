@@ -6,6 +6,8 @@ the layout below: the first run directories' plus the optional ``attempts``) and
 
     format, seed, rng            PCG64 ``bit_generator.state`` (the only randomness)
     phase                        "initial" until every initial candidate is told, then "evolve"
+                                 ("rescore" between them while the initial members are scored
+                                 again on the surrogate, ``Params.rescore_initial``)
     next_id                      the next candidate id
     initial_sampled              whether the initial genomes have been drawn
     initial_queue                drawn initial candidates not yet asked
@@ -23,8 +25,9 @@ the layout below: the first run directories' plus the optional ``attempts``) and
 
 A candidate is ``{id, genome (genome.to_dict), sign, equation, stage ("initial" | "surrogate"),
 iteration (None for initial), parent (None for initial), failed_children (failed children of its
-iteration before it)}``; ``stage`` tells the caller which fitness protocol to run. A record is a
-``FitnessRecord.to_dict()`` (``lfe.core.records``), kept as the JSON it was told as.
+iteration before it)}``; ``stage`` tells the caller which fitness protocol to run. A re-scoring of
+an initial member is a ``surrogate`` candidate with iteration None and the member as parent. A
+record is a ``FitnessRecord.to_dict()`` (``lfe.core.records``), kept as the JSON it was told as.
 """
 
 from __future__ import annotations

@@ -40,6 +40,12 @@ def evolve() -> ml_collections.ConfigDict:
     c.max_failed_children = 7
     c.max_iterations = 2000
     c.max_hours = 0.0  # wall-clock budget per invocation; 0 = none
+    # a child's novelty is checked against the current population ("population", Alg. 1 and
+    # §3.3: a copy may return once its original aged out) or every genome drawn ("archive")
+    c.novelty = "population"
+    # score the best initial genomes again with the surrogate before evolving (the authors'
+    # code); on in configs/surrogate.py, whose initial and surrogate protocols differ
+    c.rescore_initial = False
     executors.runner(c, seed=0)  # executor, workers, ray, data_dir, seed
     c.fitness = protocol_lib.fitness_config()
     c.fitness.data_dir = c.get_ref("data_dir")  # the fitness config workers get carries it

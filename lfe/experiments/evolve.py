@@ -45,6 +45,8 @@ RESUMABLE_CHANGES = ("max_iterations", "max_hours", "executor", "workers", "ray"
                      "data_dir", "fitness.data_dir",  # the data may move (older runs: no data_dir)
                      "evaluator",  # older runs name the evaluation, now always lfe.worker's
                      "max_task_retries")  # how a failed evaluation is retried (older: absent)
+# Settings newer than the first runs, and what runs without them did (``rundir.claim``).
+BEFORE_SETTING = {"novelty": "archive", "rescore_initial": False, "fitness.on_diverged": "failed"}
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -52,12 +54,14 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def params_of(config) -> evolution.Params:
+    records.check_on_diverged(config.fitness.get("on_diverged", "failed"))  # read by workers
     return evolution.Params(
         population_size=config.population_size, initial_population=config.initial_population,
         tournament_size=config.tournament_size,
         max_mutation_attempts=config.max_mutation_attempts,
         max_failed_children=config.max_failed_children, max_iterations=config.max_iterations,
-        op_set=config.op_set, init=config.init)
+        op_set=config.op_set, init=config.init, novelty=config.get("novelty", "archive"),
+        rescore_initial=bool(config.get("rescore_initial", False)))
 
 
 def _spec(candidate) -> dict:
@@ -294,6 +298,7 @@ def _evolve(r: _Run, executor) -> None:
 
 def run(config, workdir: str) -> dict:
     defaults.check(config)  # a bad runner field or protocol fails before any file
+    params_of(config)  # so does a bad evolution setting
     registry.check(worker.target("evaluate"))  # so does an unknown evaluation target
     if worker.target("evaluate") == worker.EVALUATE and config.executor != "ray":
         from lfe.training import fitness  # missing data fails early (on Ray it is per host)
@@ -305,7 +310,7 @@ def run(config, workdir: str) -> dict:
 
 
 def _run(config, workdir: str) -> dict:
-    rundir.claim(workdir, config, may_change=RESUMABLE_CHANGES)
+    rundir.claim(workdir, config, may_change=RESUMABLE_CHANGES, absent=BEFORE_SETTING)
     r = _Run(config, workdir)
     chosen = executors.resolve(config.executor)  # auto: devices or pool, by the hardware
     print(f"evolve: {'resuming' if r.resumed else 'starting'} in {workdir} ({config.executor} "

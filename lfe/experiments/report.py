@@ -65,7 +65,8 @@ def _beat_ce(state: dict, band: tuple[float, float, float]) -> str:
     m, b = evolution.count_above(state, mean), evolution.count_above(state, best)
     parts = [f"{m[s]} of {m[s + '_scored']} {label} beat cross-entropy's mean "
              f"({100 * mean:.2f}%), {b[s]} its best run ({100 * best:.2f}%)"
-             for s, label in (("initial", "initial genomes"), ("surrogate", "children"))]
+             for s, label in (("initial", "initial genomes"), ("rescored", "re-scored ones"),
+                              ("surrogate", "children")) if s != "rescored" or m[s + "_scored"]]
     return "Scored on the surrogate protocol (failed ones excluded): " + "; ".join(parts) + "."
 
 

@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from lfe.core import ops, rundir
+from lfe.core import evolution, ops, records, rundir
 from lfe.experiments import defaults, tables
 
 # The names of JAX modules, for a JAX-free check (tests/test_validation.py compares them).
@@ -191,6 +191,9 @@ MODE_RULES: dict[str, dict[str, Rule]] = {
         "max_hours": number(0),
         "ce_band": Rule("() or three fitness values (max, mean, min) in [0, 1], max >= mean >= "
                         "min, e.g. '(0.514,0.502,0.493)'", _band),
+        "novelty": one_of(*evolution.NOVELTY_SCOPES),
+        "rescore_initial": boolean(),
+        "fitness.on_diverged": one_of(*records.ON_DIVERGED),
         "top_k": integer(1),
         "plot_every": integer(0),
         "fitness.dataset": text(nonempty=True),

@@ -5,7 +5,9 @@ if its best training accuracy is below ``gate_min_train_accuracy`` (0.37) it is 
 (``gated``). Otherwise it is trained with the ``stage`` protocol — ``surrogate`` for children,
 ``initial`` for the initial population — whose stop rules (early stop 2) may end it early; its
 best validation accuracy so far is still its fitness (``stopped_early``). A non-finite loss ends
-a run (``diverged``). ``gated`` and ``diverged`` candidates are failed children (no fitness).
+a run (``diverged``, detected in ``lfe.training.loop``): in the gate a failed child; in the
+stage protocol what ``config.on_diverged`` says (``lfe.core.records``: by default, as the
+authors' code, its best validation accuracy so far). ``gated`` candidates are failed children.
 The protocols themselves are plain data: ``lfe.core.protocol.fitness_config``.
 
 ``gate_record`` and ``scored_record`` turn training results into records; the sequential path
@@ -22,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from lfe.core import records
 from lfe.core.records import FitnessRecord, Status
 from lfe.training import data as data_lib
 from lfe.training import losses as losses_lib
@@ -90,10 +93,19 @@ def gate_record(gate: train_lib.TrainResult, min_train_accuracy: float) -> Fitne
     return None
 
 
-def scored_record(result: train_lib.TrainResult,
-                  gate: train_lib.TrainResult | None = None) -> FitnessRecord:
+def scored_record(result: train_lib.TrainResult, gate: train_lib.TrainResult | None = None,
+                  on_diverged: str = "failed") -> FitnessRecord:
     """The record of a candidate trained with its stage protocol (after ``gate``, if any):
-    fitness = best validation accuracy, None when the run diverged."""
+    fitness = best validation accuracy. A diverged run is a failed child (fitness None) with
+    ``on_diverged`` "failed", or with "best_so_far" when no evaluation came before the
+    divergence; otherwise ``stopped_early`` with its best validation accuracy so far."""
+    status, fitness, message = result.status, result.best_val_accuracy, result.message
+    if status == Status.DIVERGED:
+        scored = any(row[2] is not None for row in result.curve)
+        if records.check_on_diverged(on_diverged) == "best_so_far" and scored:
+            status, message = Status.STOPPED_EARLY, f"{message}; fitness: best validation so far"
+        else:
+            fitness = None
     return FitnessRecord(
         None if result.status == Status.DIVERGED else result.best_val_accuracy, result.status,
         (gate.steps_run if gate else 0) + result.steps_run,
@@ -123,4 +135,5 @@ def evaluate(loss: losses_lib.LossDef, config: Any, *, seed: int,
         failed = gate_record(gate, config.gate_min_train_accuracy)
         if failed is not None:
             return failed
-    return scored_record(train_once(loss, config[stage], dataset, seed, folder(stage)), gate)
+    return scored_record(train_once(loss, config[stage], dataset, seed, folder(stage)), gate,
+                         config.get("on_diverged", "failed"))

@@ -85,7 +85,9 @@ class Progress:
         return self.status == "ok"
 
     def diverged(self, totals: Mapping[str, Any]) -> bool:
-        """True (and the run booked as diverged) if ``totals`` recorded a non-finite loss."""
+        """True (and the run booked as diverged) if ``totals`` recorded a non-finite loss; the
+        interval it ended is not booked, so the bests are those of the evaluations before it.
+        What a search makes of a diverged run is ``fitness.scored_record``'s ``on_diverged``."""
         if totals["first_nonfinite"] < 0:
             return False
         self.steps_run = int(totals["first_nonfinite"]) + 1

@@ -295,7 +295,8 @@ def evaluate_population(specs: Sequence[dict], config: dict, seeds: Sequence[int
         results = _train_population(cfg[stage], [loss_defs[i] for i in todo], dataset,
                                     [seeds[i] for i in todo])
         for i, result in zip(todo, results, strict=True):
-            records[i] = fitness.scored_record(result, gates.get(i))
+            records[i] = fitness.scored_record(result, gates.get(i),
+                                               cfg.get("on_diverged", "failed"))
     return [r.to_dict() for r in records]
 
 
