@@ -438,11 +438,17 @@ def _write_atomic(path: str, text: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ValueError(f"cannot write {path}: no directory {directory}")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".py", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".py", dir=directory)
+    except OSError as e:
+        raise ValueError(f"cannot write {path}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
+    except OSError as e:
+        os.unlink(tmp)
+        raise ValueError(f"cannot write {path}: {e.strerror}") from None
     except BaseException:
         os.unlink(tmp)
         raise
@@ -460,9 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         source = export(args.spec, args.to, args.out)
     except (ValueError, OSError) as e:
-        message = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        print(f"lfe.export: error: {message.splitlines()[0] if message else e!r}",
-              file=sys.stderr)
+        line = str(e).splitlines()[0] if str(e) else repr(e)
+        print(f"lfe.export: error: {line}", file=sys.stderr)
         return 1
     if args.out is None:
         sys.stdout.write(source)

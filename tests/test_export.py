@@ -173,17 +173,21 @@ def test_cli_reads_genome_files_and_fails_in_one_line(tmp_path, capsys, batch):
                                        ("neg", ["h0"]), ("neg", ["h0"]),
                                        ("add", ["h0", "h1"])])))
     out = tmp_path / "x.py"
-    for spec, message in (("nope", "unknown loss 'nope'"),
+    for spec, message in (("nope", "unknown loss 'nope'; available: bessel_loss"),
                           (f"{best}#5", "holds 2 entries, no entry 5"),
                           (str(tmp_path / "missing.json"), "cannot read loss file"),
                           (str(plateau), "rejected by the integrity check (plateau)")):
         assert export.main([spec, "--to=torch", f"--out={out}"]) == 1
         err = capsys.readouterr().err
         assert err.startswith("lfe.export: error: ") and message in err, err
+        assert err[len("lfe.export: error: "):][0] not in "'\"", err  # the text, not its repr
         assert err.count("\n") == 1
     assert not out.exists()
     assert export.main(["neuroloss3", "--to=numpy", f"--out={tmp_path}/no/such/dir/x.py"]) == 1
     assert "no directory" in capsys.readouterr().err
+    assert export.main(["neuroloss3", "--to=numpy", f"--out={tmp_path}"]) == 1  # a directory
+    err = capsys.readouterr().err
+    assert err == f"lfe.export: error: cannot write {tmp_path}: Is a directory\n"
     with pytest.raises(SystemExit) as e:
         export.main(["neuroloss3", "--to=caffe"])
     assert e.value.code == 2
