@@ -210,7 +210,7 @@ def claim(workdir: str, config, *, fixed=None, may_change=(), absent=None) -> No
             named = [f"{k} (this run: {absent[k]!r})" if absent and k in absent and k not in old
                      else k for k in changed]
             raise ValueError(f"{workdir} holds a run with a different config "
-                             f"({', '.join(changed)}); use a new --workdir or the same config")
+                             f"({', '.join(named)}); use a new --workdir or the same config")
     fileio.write_json_atomic(path, mine)
 
 
