@@ -240,3 +240,21 @@ def test_tensorboard_is_rebuilt_with_every_step_after_a_crash(tmp_path):
     assert rebuilt["iterations"][-1][1] == 6
     times = {e["id"]: e["time"] for e in rundir.read_events(str(tmp_path))}
     assert rebuilt["evaluated"][0][2] == pytest.approx(min(times.values()), abs=1e-3)
+
+
+def test_a_rescoring_run_shows_its_phase_and_rebuilds_the_same_tensorboard(tmp_path, capsys):
+    from lfe.core import metrics
+
+    c = small_config()
+    c.max_iterations, c.plot_every, c.rescore_initial = 2, 0, True
+    main.dispatch(c, str(tmp_path))
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("[")]
+    kinds = [x.split()[0] for x in lines]
+    assert kinds.count("[initial") == 8 and kinds.count("[rescore") == 4
+    assert lines[8].startswith("[rescore 1/4] cand ") and " ETA " in lines[8]
+    live = metrics.read_scalars(str(tmp_path / "tensorboard"))
+    main.dispatch(c, str(tmp_path))  # rebuilt from the state: the same steps and values
+    rebuilt = metrics.read_scalars(str(tmp_path / "tensorboard"))
+    assert {k: [(s, v) for s, v, _ in rows] for k, rows in rebuilt.items()} == \
+        {k: [(s, v) for s, v, _ in rows] for k, rows in live.items()}
+    assert rebuilt["population/best"][0][0] == 12  # from the start of evolution on

@@ -151,7 +151,7 @@ class _Run:
         eta = None
         if self.pace is not None:
             self.pace = progress_lib.observe(self.pace, self.state, now)
-            rescore = p.population_size if getattr(p, "rescore_initial", False) else 0
+            rescore = p.population_size if p.rescore_initial else 0
             eta = progress_lib.eta(self.pace, self.state, initial_population=p.initial_population,
                                    max_iterations=p.max_iterations, rescore=rescore, now=now)
         print(progress_lib.line(self.state, candidate_id, record,
