@@ -162,6 +162,8 @@ PROTOCOL_RULES: dict[str, Rule] = {
     "keras_eps": boolean(),
     "momentum": number(0, 1, below_high=True),
     "weight_decay": number(0),
+    "weight_decay_on": one_of("all", "kernels"),  # lfe.training.schedules.WEIGHT_DECAY_ON
+    "image_fit": one_of("crop", "squash"),  # lfe.training.data.tfds_source.FITS
     "schedule": one_of(*SCHEDULES),
     "warmup_steps": integer(0),
     "hold_steps": integer(0),
@@ -189,11 +191,11 @@ MODE_RULES: dict[str, dict[str, Rule]] = {
         "max_failed_children": integer(1),
         "max_iterations": integer(0),
         "max_hours": number(0),
-        "ce_band": Rule("() or three fitness values (max, mean, min) in [0, 1], max >= mean >= "
-                        "min, e.g. '(0.514,0.502,0.493)'", _band),
         "novelty": one_of(*evolution.NOVELTY_SCOPES),
         "rescore_initial": boolean(),
         "fitness.on_diverged": one_of(*records.ON_DIVERGED),
+        "ce_band": Rule("() or three fitness values (max, mean, min) in [0, 1], max >= mean >= "
+                        "min, e.g. '(0.514,0.502,0.493)'", _band),
         "top_k": integer(1),
         "plot_every": integer(0),
         "fitness.dataset": text(nonempty=True),
