@@ -29,9 +29,12 @@ Choose another with ``--config.executor=``: ``ray`` for a cluster, one warm work
 (launch/README.md); ``inprocess`` to train each candidate data parallel over all local devices in
 this process; ``pool`` for the CPU pool on any host. ``--config.workers=N`` sets how many
 workers (more than the GPUs share them, without preallocation).
-Variant ``:convnet``: the same search with the ConvNet surrogate for CPUs (the protocol of the
-paper's initial evolutionary run, §3.6: 8,000 steps, batch 128, Adam 1e-3, warm-up 800 + cosine,
-with early stop 2).
+The surrogate's augmentation and stochastic depth follow the authors' code (a square of the
+shorter side, i.e. no crop on CIFAR; RandAugment with reflected borders and a 17th do-nothing
+branch; no stochastic depth; ``configs/effnetv2_s.py``). Variant ``:automl``: the google/automl
+recipe instead (lfe's before issue #21). Variant ``:convnet``: the same search with the ConvNet
+surrogate for CPUs (the protocol of the paper's initial evolutionary run, §3.6: 8,000 steps,
+batch 128, Adam 1e-3, warm-up 800 + cosine, with early stop 2).
 """
 
 import ml_collections
@@ -42,9 +45,10 @@ from lfe.experiments import evolve
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    variant = common.parse_arg(arg, __file__, convnet=False)
+    variant = common.parse_arg(arg, __file__, model=common.one_of("convnet", "automl", default=""))
     c = evolve.default_config()
-    if not variant.convnet:
-        c.fitness.surrogate = protocol_lib.surrogate_protocol()
+    if variant.model != "convnet":
+        c.fitness.surrogate = protocol_lib.surrogate_protocol(
+            recipe="automl" if variant.model == "automl" else "authors")
         c.rescore_initial = True  # the initial protocol (ConvNet) is not the surrogate's
     return c

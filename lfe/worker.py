@@ -110,9 +110,10 @@ def train_cell(spec: dict, protocol: dict, dataset: str, data_dir: str, seed: in
     from lfe.training import compilation_cache, fitness, losses
 
     compilation_cache.enable()
-    data = fitness.load_splits(dataset, data_dir, train_split, eval_split)
-    result = fitness.train_once(losses.from_spec(spec), ml_collections.ConfigDict(protocol),
-                                data, seed, checkpoint_dir)
+    protocol = ml_collections.ConfigDict(protocol)
+    data = fitness.load_splits(dataset, data_dir, train_split, eval_split,
+                               *fitness.load_size(protocol, dataset))
+    result = fitness.train_once(losses.from_spec(spec), protocol, data, seed, checkpoint_dir)
     final = next((row[2] for row in reversed(result.curve) if row[2] is not None), 0.0)
     return {"accuracy": result.best_val_accuracy, "final_accuracy": final,
             "best_train_accuracy": result.best_train_accuracy, "status": result.status,

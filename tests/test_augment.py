@@ -28,7 +28,7 @@ IMAGE_OPS = [  # (name, kwargs, output height and width) on 16x16 inputs
     ("cutout", {"size": 4}, (16, 16)),
     ("resize", {"size": 8}, (8, 8)),
     ("resize", {"size": (24, 20)}, (24, 20)),
-    ("random_square_crop", {"size": 12}, (12, 12)),
+    ("random_square_crop", {"size": 12, "crop": "area"}, (12, 12)),
 ]
 
 
@@ -93,7 +93,8 @@ def test_random_square_crop_windows_are_square_and_per_example():
     images = jnp.stack([jnp.broadcast_to(ramp[:, None], (side_in, side_in)),
                         jnp.broadcast_to(ramp[None, :], (side_in, side_in)),
                         jnp.zeros((side_in, side_in))], axis=-1)[None].repeat(batch, 0)
-    out = np.asarray(jax.jit(functools.partial(data.random_square_crop, size=size))(KEY, images))
+    out = np.asarray(jax.jit(functools.partial(data.random_square_crop, size=size,
+                                               crop="area"))(KEY, images))
     inner = slice(4, size - 4)  # away from the window edges, where the kernel sees outside
     row_slope = np.diff(out[:, inner, size // 2, 0], axis=1).mean(axis=1)
     col_slope = np.diff(out[:, size // 2, inner, 1], axis=1).mean(axis=1)
@@ -104,8 +105,30 @@ def test_random_square_crop_windows_are_square_and_per_example():
     top = out[:, size // 2, size // 2, 0] - (size // 2 + 0.5) * row_slope + 0.5
     assert (top > -1e-3).all() and (top + side <= side_in + 1e-3).all()
     assert len(set(np.round(side))) >= 8 and len(set(np.round(top))) >= 4
-    full = data.random_square_crop(KEY, images[:2] * 7.0, size=side_in, area_min=1.0)
+    full = data.random_square_crop(KEY, images[:2] * 7.0, size=side_in, crop="area",
+                                   area_min=1.0)
     np.testing.assert_allclose(full, images[:2] * 7.0, atol=1e-3)  # whole image, same size
+
+
+def test_random_square_crop_of_the_shorter_side_is_no_crop_on_cifar():
+    """The authors' crop (the default): a square of the shorter side, so a square CIFAR image
+    is kept whole (only resized), whatever the key; a wide image gives one of its square
+    windows, at per-example offsets."""
+    images = _images(batch=8, size=32)
+    for key in (KEY, jax.random.key(7)):
+        same = data.random_square_crop(key, images, size=32)
+        np.testing.assert_allclose(same, images, atol=1e-3)  # identity at the same size
+    up = np.asarray(data.random_square_crop(KEY, images, size=64))
+    np.testing.assert_allclose(up, data.resize(KEY, images, size=64), atol=1e-2)  # no crop
+    wide = np.asarray(_images(batch=16, size=40))[:, :10]  # 10 x 40
+    out = np.asarray(data.random_square_crop(KEY, jnp.asarray(wide), size=10))
+    windows = _windows(wide, (10, 10))  # the 31 offsets along the width
+    found = [np.flatnonzero(np.isclose(windows[b], out[b], atol=1e-3).all(axis=(1, 2, 3)))
+             for b in range(16)]
+    assert all(len(f) == 1 for f in found) and len({int(f[0]) for f in found}) > 4
+    with pytest.raises(ValueError, match="unknown random_square_crop crop 'box'; available: "
+                                         "shorter_side, area"):
+        data.random_square_crop(KEY, images, size=8, crop="box")
 
 
 def test_flip_twice_with_same_key_is_identity_and_per_example():
@@ -226,7 +249,7 @@ def test_presets_run(preset):
         fn = functools.partial(data.preprocess_batch, train=train, cfg=data.PRESETS[preset],
                                num_classes=10)
         out = jax.jit(fn)(KEY, batch)
-        side = 128 if preset == "effnetv2" else 32
+        side = 128 if preset.startswith("effnetv2") else 32
         assert out["image"].shape == (4, side, side, 3) and out["image"].dtype == jnp.float32
         assert out["target"].shape == (4, 10) and set(out) == {"image", "label", "mask", "target"}
 
@@ -235,6 +258,14 @@ def test_effnetv2_preset_matches_names_and_range():
     preset = data.PRESETS["effnetv2"]
     assert [name for name, _ in data.parse_steps(preset["train"])] == [
         "random_square_crop", "randaugment", "normalize"]
+    authors, automl = (dict(data.parse_steps(data.PRESETS[p]["train"]))
+                       for p in ("effnetv2", "effnetv2_automl"))
+    assert authors["random_square_crop"]["crop"] == "shorter_side"  # the authors' code
+    assert (authors["randaugment"]["fill"], authors["randaugment"]["identity_branch"]) == (
+        "reflect", True)
+    assert automl["random_square_crop"] == {"size": 128, "crop": "area", "area_min": 0.05}
+    assert (automl["randaugment"]["fill"], automl["randaugment"]["identity_branch"]) == (
+        "grey", False)
     assert [name for name, _ in data.parse_steps(preset["eval"])] == ["resize", "normalize"]
     images = np.full((2, 32, 32, 3), 255, np.uint8)
     out = data.preprocess(None, images, train=False, cfg=preset)

@@ -110,6 +110,31 @@ def test_stages_keep_the_best_and_retrain_from_scratch(evolved, tmp_path, monkey
         eliminate.run(c, str(work))
 
 
+def test_authors_variant_eliminates_two_groups_and_keeps_the_best_of_each(evolved, tmp_path):
+    """``configs/eliminate.py:authors`` (here at runlocal size: 2 groups, keep 2 -> 1, 1
+    finalist each): the best 4 split into halves by search rank, each eliminated on its own."""
+    c = eliminate_config.get_config("authors,runlocal")
+    c.source = str(evolved)
+    summary = eliminate.run(c, str(tmp_path / "elim"))
+    names = [t["name"] for t in eliminate.select_candidates(str(evolved), 4)]
+    first, second = summary["stages"]
+    assert first["entrants"] == names and len(first["groups"]) == 2
+    assert sorted(first["groups"][0]) == sorted(names[:2])  # the best half
+    assert sorted(first["groups"][1]) == sorted(names[2:])
+    assert first["survivors"] == [g[0] for g in first["groups"]] == second["entrants"]
+    assert second["finalists"] == second["entrants"]  # one group member each: both kept
+    assert sorted(f["name"] for f in summary["finalists"]) == sorted(second["entrants"])
+    c.finalists = -1
+    with pytest.raises(ValueError, match="groups must be >= 1 and finalists >= 0"):
+        eliminate.run(c, str(tmp_path / "bad"))
+
+
+def test_candidates_default_to_the_surrogate_scored_genomes(evolved):
+    assert eliminate_config.get_config().candidates_stage == "surrogate"
+    top = eliminate.select_candidates(str(evolved), 100, "surrogate")
+    assert top and {t["stage"] for t in top} == {"surrogate"}
+
+
 def test_bad_keep_and_missing_source_are_refused(tmp_path):
     with pytest.raises(ValueError, match="non-increasing"):
         eliminate.run(fake_config(tmp_path, keep=(2, 3)), str(tmp_path / "a"))

@@ -208,7 +208,8 @@ def test_stochastic_depth_drops_whole_residual_branches_per_example_in_training_
 def test_head_dropout_is_a_phase_field_that_keeps_the_parameters():
     model = models.get_model("efficientnetv2_s", num_classes=10, **TINY["efficientnetv2_s"])
     assert models.get_model("efficientnetv2_s", num_classes=10).dropout_rate == 0.2
-    assert models.get_model("efficientnetv2_s", num_classes=10).drop_path_rate == 0.2
+    # no stochastic depth by default, as the paper's authors build EfficientNetV2-S
+    assert models.get_model("efficientnetv2_s", num_classes=10).drop_path_rate == 0.0
     shapes = jax.tree.map(lambda x: x.shape, _shapes(model))
     assert jax.tree.map(lambda x: x.shape, _shapes(model.clone(dropout_rate=0.4))) == shapes
 

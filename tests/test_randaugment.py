@@ -90,13 +90,31 @@ def test_solarize_add_and_cutout_numpy_reference():
     np.testing.assert_array_equal(out, expected)
 
 
-def _tf_transform_reference(image, a, b):
-    """TF ImageProjectiveTransform, nearest, fill 128: output (y, x) = input at
-    (y', x') with x' = a0 x + a1 y + a2, y' = b0 x + b1 y + b2, rounded half away from zero."""
+def _tf_reflect(coords, size):
+    """TF's FILL_REFLECT coordinate map (d c b a | a b c d | d c b a), then clamped."""
+    out = coords.copy()
+    period = 2 * size
+    low = out < 0
+    out[low] = np.where(out[low] < period, period * np.trunc(-out[low] / period) + out[low],
+                        out[low])
+    out[low] = np.where(out[low] < -size, out[low] + period, -out[low] - 1)
+    high = out > size - 1
+    out[high] -= period * np.trunc(out[high] / period)
+    out[high] = np.where(out[high] >= size, period - out[high] - 1, out[high])
+    return np.clip(out, 0, size - 1)
+
+
+def _tf_transform_reference(image, a, b, fill="grey"):
+    """TF ImageProjectiveTransform, nearest: output (y, x) = input at (y', x') with
+    x' = a0 x + a1 y + a2, y' = b0 x + b1 y + b2, rounded half away from zero; outside the
+    image 128 (fill "grey") or TF's reflection of the coordinates (fill "reflect", the
+    authors' default)."""
     height, width = image.shape[:2]
     y, x = np.mgrid[:height, :width].astype(np.float64)
     xs = a[0] * x + a[1] * y + a[2]
     ys = b[0] * x + b[1] * y + b[2]
+    if fill == "reflect":
+        xs, ys = _tf_reflect(xs, width), _tf_reflect(ys, height)
     xi = (np.sign(xs) * np.floor(np.abs(xs) + 0.5)).astype(int)
     yi = (np.sign(ys) * np.floor(np.abs(ys) + 0.5)).astype(int)
     valid = (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height)
@@ -122,10 +140,11 @@ def _rotation_coefficients(degrees, height, width):
     (ra.rotate, 23.0, lambda h, w: _rotation_coefficients(23.0, h, w)),
     (ra.rotate, -11.0, lambda h, w: _rotation_coefficients(-11.0, h, w)),
 ])
-def test_geometric_ops_match_tf_transform(op, arg, coefficients):
+@pytest.mark.parametrize("fill", ["grey", "reflect"])
+def test_geometric_ops_match_tf_transform(op, arg, coefficients, fill):
     image = IMAGES[1].astype(np.float32)
-    ref = _tf_transform_reference(image, *coefficients(*image.shape[:2]))
-    out = np.asarray(op(jnp.asarray(image), arg))
+    ref = _tf_transform_reference(image, *coefficients(*image.shape[:2]), fill)
+    out = np.asarray(op(jnp.asarray(image), arg, fill))
     # float32 vs float64 coordinates may round a tie the other way at a handful of pixels
     assert (out == ref).all(axis=-1).mean() > 0.99
     assert (out == 128).all(axis=-1).sum() == pytest.approx((ref == 128).all(axis=-1).sum(), abs=4)
@@ -133,21 +152,50 @@ def test_geometric_ops_match_tf_transform(op, arg, coefficients):
 
 def test_translate_by_whole_pixels_is_a_shift():
     image = jnp.asarray(IMAGES[0], jnp.float32)
-    out = np.asarray(ra.translate_x(image, 5.0))
+    out = np.asarray(ra.translate_x(image, 5.0, "grey"))
     np.testing.assert_array_equal(out[:, :-5], IMAGES[0][:, 5:])  # content moves left
     np.testing.assert_array_equal(out[:, -5:], 128)
+    # the default fill mirrors the image about its edge (d c b a | a b c d), as the authors'
+    # transform does: the uncovered columns repeat the last ones backwards
+    reflected = np.asarray(ra.translate_x(image, 5.0))
+    np.testing.assert_array_equal(reflected[:, :-5], IMAGES[0][:, 5:])
+    np.testing.assert_array_equal(reflected[:, -5:], IMAGES[0][:, ::-1][:, :5])
+    down = np.asarray(ra.translate_y(image, -3.0))  # content moves down: rows 2, 1, 0 on top
+    np.testing.assert_array_equal(down[3:], IMAGES[0][:-3])
+    np.testing.assert_array_equal(down[:3], IMAGES[0][2::-1])
 
 
-_APPLY = jax.jit(ra.apply_op, static_argnames=("name", "magnitude"))
+def _grey_fraction(out):
+    return float((np.asarray(out) == 128).all(axis=-1).mean())
 
 
-def _apply(name, magnitude, images=IMAGES, key=KEY):
+def test_reflect_fill_leaves_no_grey_where_grey_fill_leaves_half():
+    """TranslateX by 50 px on a 96-px image (the surrogate's size): grey 128 fill greys 52% of
+    the pixels (50 columns of 96); the authors' reflect fill greys none, nor do Rotate and the
+    shears at magnitude 10."""
+    rng = np.random.default_rng(1)
+    image = jnp.asarray(rng.integers(0, 128, (96, 96, 3)), jnp.float32)  # no 128 in the image
+    assert _grey_fraction(ra.translate_x(image, 50.0, "grey")) == pytest.approx(50 / 96)
+    assert _grey_fraction(ra.translate_x(image, 50.0)) == 0.0
+    for op, arg in ((ra.rotate, 30.0), (ra.shear_x, 0.3), (ra.shear_y, -0.3),
+                    (ra.translate_y, -100.0)):
+        assert _grey_fraction(op(image, arg, "grey")) > 0.05, op.__name__
+        assert _grey_fraction(op(image, arg)) == 0.0, op.__name__
+    with pytest.raises(ValueError, match="unknown RandAugment fill 'black'; available: "
+                                         "reflect, grey"):
+        ra.branches(5.0, "black")
+
+
+_APPLY = jax.jit(ra.apply_op, static_argnames=("name", "magnitude", "fill"))
+
+
+def _apply(name, magnitude, images=IMAGES, key=KEY, fill="reflect"):
     """The single op `name` at `magnitude` (a Python number stays static, as in a config)."""
     images = jnp.asarray(images, jnp.float32)
     if isinstance(magnitude, int | float):
-        return np.asarray(_APPLY(name, key, images, magnitude=magnitude))
-    return np.asarray(jax.jit(ra.apply_op, static_argnames="name")(name, key, images,
-                                                                   magnitude=magnitude))
+        return np.asarray(_APPLY(name, key, images, magnitude=magnitude, fill=fill))
+    return np.asarray(jax.jit(ra.apply_op, static_argnames=("name", "fill"))(
+        name, key, images, magnitude=magnitude, fill=fill))
 
 
 def test_magnitude_to_argument_mapping():
@@ -167,9 +215,9 @@ def test_magnitude_to_argument_mapping():
     counts = (cut[..., 0] == 128).sum(axis=(1, 2))
     assert counts.max() == 64 and counts.min() > 0
     # Signed ops: magnitude 10 -> +-30 degrees, +-0.3 shear, +-100 px (whole 20x24 image gone)
-    gone = _apply("TranslateX", 10.0)
+    gone = _apply("TranslateX", 10.0, fill="grey")
     np.testing.assert_array_equal(gone, 128)
-    one = _apply("TranslateY", 1.0, images=IMAGES[:1].repeat(32, 0))  # +-10 pixels
+    one = _apply("TranslateY", 1.0, images=IMAGES[:1].repeat(32, 0), fill="grey")  # +-10 px
     shifts = {int(np.flatnonzero((o == 128).all(axis=(1, 2)))[0]) for o in one}
     assert shifts == {0, 10}  # rows filled from the top (-10) or the bottom (+10): both signs
 
@@ -224,19 +272,34 @@ def test_randaugment_per_example_and_batch_independent():
     assert len({v.tobytes() for v in variants}) >= 8  # some draws coincide (e.g. all grey)
 
 
-def test_randaugment_one_layer_applies_one_op_always_uniformly():
-    # The argument-free ops are recognisable in the output: each must be drawn ~1/16 of the time
-    # (the TF policy applies the drawn op with probability 1).
-    batch = 640
-    image = IMAGES[1]
-    one_layer = jax.jit(functools.partial(ra.randaugment, num_layers=1, magnitude=7.0))
+def _one_layer_counts(identity_branch):
+    """640 one-layer RandAugments (magnitude 7) of one image: how often the output is each
+    argument-free op's result, and how often it is the image itself."""
+    batch, image = 640, IMAGES[1]
+    one_layer = jax.jit(functools.partial(ra.randaugment, num_layers=1, magnitude=7.0,
+                                          identity_branch=identity_branch))
     out = np.asarray(one_layer(KEY, jnp.broadcast_to(jnp.asarray(image, jnp.float32),
                                                      (batch, *image.shape))))
-    for name in ("Invert", "Equalize", "AutoContrast"):
-        target = _apply(name, 7.0, images=image[None])[0]
-        count = (out == target).all(axis=(1, 2, 3)).sum()
+    counts = {name: int((out == _apply(name, 7.0, images=image[None])[0]).all(axis=(1, 2, 3))
+                        .sum()) for name in ("Invert", "Equalize", "AutoContrast")}
+    return counts, int((out == image).all(axis=(1, 2, 3)).sum())
+
+
+def test_randaugment_one_layer_draws_17_branches_the_last_doing_nothing():
+    # The authors' policy: 17 equally likely branches per layer, the 17th the identity (every
+    # op changes this image at magnitude 7), so each op and "nothing" come ~640/17 = 37.6 times
+    counts, unchanged = _one_layer_counts(identity_branch=True)
+    for name, count in counts.items():
+        assert 18 < count < 60, (name, count)  # binomial(640, 1/17): sd 5.9
+    assert 18 < unchanged < 60, unchanged
+
+
+def test_randaugment_one_layer_applies_one_op_always_uniformly_without_the_17th():
+    # identity_branch=False (google/automl): one of the 16 ops always, each ~1/16
+    counts, unchanged = _one_layer_counts(identity_branch=False)
+    for name, count in counts.items():
         assert 20 < count < 65, (name, count)  # binomial(640, 1/16): mean 40, sd 6.1
-    assert (out == image).all(axis=(1, 2, 3)).sum() < 10  # no op is skipped
+    assert unchanged < 10  # no op is skipped
 
 
 def test_traced_magnitude_equals_python_magnitude():
@@ -249,5 +312,7 @@ def test_registered_as_augmentation_op():
     assert data.get_op("randaugment").fn is ra.randaugment
     assert data.parse_steps([("randaugment", {"num_layers": 2, "magnitude": 9.0})]) == [
         ("randaugment", {"num_layers": 2, "magnitude": 9.0})]
+    assert data.parse_steps([("randaugment", {"fill": "grey", "identity_branch": False})]) == [
+        ("randaugment", {"fill": "grey", "identity_branch": False})]
     with pytest.raises(ValueError, match="augmentation op randaugment: .*'layers'"):
         data.parse_steps([("randaugment", {"layers": 2})])

@@ -58,3 +58,25 @@ def test_constant_schedule_gives_bit_identical_updates(optimizer):
     a, b = run(jnp.asarray(rng.normal(size=(20, 5, 3)) * 10.0 ** rng.integers(-6, 1, (20, 1, 1)),
                            jnp.float32))
     np.testing.assert_array_equal(_bits(a), _bits(b))
+
+
+def test_weight_decay_on_kernels_only_spares_biases_and_batchnorm():
+    """``weight_decay_on="kernels"`` (a Keras ``kernel_regularizer=l2(c)``, WRN/SE-ResNeXt's
+    reference code, as 2c): only leaves named ``kernel`` are decayed; "all" decays every one."""
+    params = {"conv": {"kernel": jnp.array(2.0), "bias": jnp.array(2.0)},
+              "bn": {"scale": jnp.array(2.0), "bias": jnp.array(2.0)}}
+    zero = jax.tree.map(jnp.zeros_like, params)
+    cfg = {"optimizer": "sgd_nesterov", "schedule": "constant", "learning_rate": 0.1,
+           "weight_decay": 1e-3, "momentum": 0.0}
+    kernels, _ = schedules.make_optimizer({**cfg, "weight_decay_on": "kernels"}).update(
+        zero, schedules.make_optimizer({**cfg, "weight_decay_on": "kernels"}).init(params),
+        params)
+    assert float(kernels["conv"]["kernel"]) == pytest.approx(-0.1 * 1e-3 * 2.0)
+    assert [float(x) for x in (kernels["conv"]["bias"], kernels["bn"]["scale"],
+                               kernels["bn"]["bias"])] == [0.0, 0.0, 0.0]
+    tx = schedules.make_optimizer(cfg)  # "all", the default
+    every, _ = tx.update(zero, tx.init(params), params)
+    assert all(float(x) == pytest.approx(-0.1 * 1e-3 * 2.0) for x in jax.tree.leaves(every))
+    with pytest.raises(ValueError, match="unknown weight_decay_on 'biases'; available: all, "
+                                         "kernels"):
+        schedules.make_optimizer({**cfg, "weight_decay_on": "biases"})

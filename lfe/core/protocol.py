@@ -34,7 +34,11 @@ def trainer_defaults() -> ml_collections.ConfigDict:
     protocol so far; "bfloat16" is mixed precision for the large models on accelerators:
     convolutions, matmuls and activations in bfloat16, parameters, optimizer state, BatchNorm
     statistics, logits → softmax → loss in float32; set it with `with_precision` or the
-    builders' `precision=`, never a `precision` key, which `check_protocols` refuses).
+    builders' `precision=`, never a `precision` key, which `check_protocols` refuses),
+    `weight_decay_on` ("all", the default, or "kernels": SGD's weight decay on convolution and
+    dense kernels only, `lfe.training.schedules`), `image_fit` ("crop", the default, or
+    "squash": how a dataset of varying image size is resized when loaded,
+    `lfe.training.fitness.load_size`).
     """
     return ml_collections.ConfigDict(
         {
@@ -127,34 +131,50 @@ def training_protocol(**overrides) -> ml_collections.ConfigDict:
     return with_precision(p, compute)
 
 
+# EfficientNetV2-S recipes: (augmentation preset, stochastic depth). "authors": the paper's
+# authors' code (a square of the shorter side, i.e. no crop on CIFAR; RandAugment with reflected
+# borders and a 17th do-nothing branch; no stochastic depth); "automl": the google/automl
+# EfficientNetV2 recipe, lfe's before issue #21 (a square of 5-100% of the area; grey 128 fill;
+# always one of 16 ops; drop_path_rate 0.2). README "Protocols" gives the sources.
+EFFNETV2_RECIPES = {"authors": ("effnetv2", 0.0), "automl": ("effnetv2_automl", 0.2)}
+
+
 def effnetv2_protocol(phases: list[dict], *, total_steps: int, hold_steps: int = 0,
-                      batch_size: int = 64, precision: str = "float32",
+                      batch_size: int = 64, precision: str = "float32", recipe: str = "authors",
                       **overrides) -> ml_collections.ConfigDict:
     """EfficientNetV2-S with progressive RandAugment (App. D): Adam 1e-3 (Keras form), linear
     warm-up over 6,400 steps, ``hold_steps`` at the peak, cosine to 0 at ``total_steps``;
-    ``effnetv2`` augmentation (random square crop, RandAugment 2 layers, (x - 127.5)/128) whose
-    image size, magnitude and the model's dropout follow ``phases``
-    (``lfe.training.progressive``); a checkpoint every ``CHECKPOINT_EVERY`` steps;
-    ``precision``: ``with_precision``."""
+    augmentation (random square crop, RandAugment 2 layers, (x - 127.5)/128) and stochastic
+    depth of ``recipe`` (``EFFNETV2_RECIPES``), whose image size, magnitude and the model's
+    dropout follow ``phases`` (``lfe.training.progressive``); a checkpoint every
+    ``CHECKPOINT_EVERY`` steps; ``precision``: ``with_precision``."""
+    if recipe not in EFFNETV2_RECIPES:
+        raise ValueError(f"unknown EfficientNetV2 recipe {recipe!r}; available: "
+                         + ", ".join(EFFNETV2_RECIPES))
+    augment, drop_path_rate = EFFNETV2_RECIPES[recipe]
     protocol = training_protocol(
-        model="efficientnetv2_s", augment="effnetv2", batch_size=batch_size,
+        model="efficientnetv2_s", augment=augment, batch_size=batch_size,
         optimizer="adam", learning_rate=1e-3, schedule="warmup_cosine", warmup_steps=6400,
         hold_steps=hold_steps, total_steps=total_steps, phases=[dict(p) for p in phases],
         checkpoint_every=CHECKPOINT_EVERY, precision=precision)
+    if drop_path_rate:  # the model's default is the authors' 0
+        protocol.model_kwargs.drop_path_rate = drop_path_rate
     for key, value in overrides.items():
         protocol[key] = value
     return protocol
 
 
-def surrogate_protocol(precision: str = "float32") -> ml_collections.ConfigDict:
+def surrogate_protocol(precision: str = "float32",
+                       recipe: str = "authors") -> ml_collections.ConfigDict:
     """The paper's surrogate (§3.5.1, App. D): EfficientNetV2-S at 96x96, RandAugment 2 layers
     magnitude 5, dropout 0.1, batch 64, Adam 1e-3 warm-up 6,400 then cosine over 64,000 steps,
     stopped after 8,000 (phase 1 of the schedule), early stop 2 at step 3,000 below 0.25 train
     accuracy, best validation accuracy over evaluations every 100 steps. ``precision``:
-    "bfloat16" for mixed precision (``with_precision``; the paper does not say)."""
+    "bfloat16" for mixed precision (``with_precision``; the paper does not say); ``recipe``:
+    ``EFFNETV2_RECIPES`` (the authors' augmentation and stochastic depth by default)."""
     return effnetv2_protocol(
         [{"steps": 8000, "image_size": 96, "dropout": 0.1, "randaug_magnitude": 5.0}],
-        total_steps=64000, stop_rules=((3000, 0.25),), precision=precision)
+        total_steps=64000, stop_rules=((3000, 0.25),), precision=precision, recipe=recipe)
 
 
 def fitness_config() -> ml_collections.ConfigDict:

@@ -8,11 +8,14 @@ writes to DIR:
   randaugment_ops.png          rows: the 16 ops; columns: magnitudes (first image)
   randaugment_op_<Op>.png      one per op; rows: magnitudes; columns: the images
   effnetv2_train.png           rows: the original, then the preset's train pipeline (random
-                               square crop + RandAugment, before normalisation) with 3 seeds
+                               square crop of the shorter side + RandAugment, before
+                               normalisation) with 3 seeds
   cutmix.png                   CutMix pairs, captioned with the mixed target ("cat .62 dog .38")
 
 Images are resized to `image_size` first (RandAugment's translate and cutout constants are in
-pixels, so 32-px CIFAR images would mostly be filled grey at magnitude >= 5).
+pixels, so on 32-px CIFAR images a translation at magnitude >= 5 moves the content out of the
+frame). The EffNetV2 row uses the `effnetv2` preset (the authors' recipe: no crop on CIFAR,
+reflected borders; see README "Protocols").
 """
 
 from __future__ import annotations

@@ -75,8 +75,12 @@ def eliminate() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.mode = "eliminate"
     c.source = ""  # an evolve --workdir
-    c.candidates_stage = ""  # "" = every evaluated genome (paper), or "surrogate" / "initial"
+    # the genomes ranked for keep[0]: "surrogate" (scored by the search's surrogate), "initial"
+    # (the initial population, another protocol) or "" (every evaluated genome, both scales)
+    c.candidates_stage = "surrogate"
     c.keep = (150, 50, 25, 10)  # losses trained in stages 1..4 (stage k: phases 1..k)
+    c.groups = 1  # >1: keep[0] each of the best keep[0] * groups, eliminated separately
+    c.finalists = 0  # >0: of each group's last stage keep only this many (0 = all)
     c.references = "cross_entropy"  # trained in every stage for comparison, never eliminated
     c.dataset = "cifar10"
     c.protocol = protocol_lib.training_protocol()  # needs `phases` (one per stage)

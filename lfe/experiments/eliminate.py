@@ -7,6 +7,14 @@ is the protocol with ``phases[:k]`` and ``steps`` = the sum of their steps (name
 optimizer and schedule (``total_steps`` of the protocol) runs across them. Losses are compared
 by validation accuracy (best over the run's evaluations), the mean over ``seeds``.
 
+Candidates are the run's genomes scored by ``candidates_stage`` ("surrogate" by default: the
+children scored with the search's surrogate; the initial population's fitness comes from another
+protocol, the ConvNet, so ranking both together mixes two scales; "" takes every evaluated
+genome, "initial" the initial population only). ``groups`` > 1 splits them, best first, into
+that many runs of ``keep[0]`` each that are eliminated separately, and ``finalists`` > 0 keeps
+only that many of each group's last stage: the authors' script (two halves of 75, trained
+75 → 25 → 12 → 6, best 4 of each kept; ``configs/eliminate.py:authors``).
+
 Run directory (``--workdir``):
   config.json        the config; a rerun with another protocol, keep, source or dataset is refused
   candidates.json    the genomes taken from the evolution run (frozen at the first run, so the
@@ -53,17 +61,25 @@ def select_candidates(source: str, k: int, stage: str = "") -> list[dict]:
     state = State.from_dict(saved)
     top = evolution.best(state, k, stage=stage or None)
     if not top:
-        raise ValueError(f"evolution run {source!r} has no successfully evaluated genome yet")
+        scored = f" scored by the {stage} stage (candidates_stage)" if stage else ""
+        raise ValueError(f"evolution run {source!r} has no successfully evaluated genome"
+                         f"{scored} yet" + ("; set candidates_stage='' to take every evaluated "
+                                            "genome" if stage else ""))
     return [{"name": f"cand{b['id']}", "id": b["id"], "genome": b["genome"], "sign": b["sign"],
              "equation": b["equation"], "search_fitness": b["fitness"], "stage": b["stage"]}
             for b in top]
+
+
+def _groups(config) -> int:
+    return int(config.get("groups", 1) or 1)
 
 
 def _candidates(config, workdir: str) -> list[dict]:
     path = os.path.join(workdir, "candidates.json")
     if os.path.exists(path):
         return fileio.read_json(path)
-    found = select_candidates(config.source, int(config.keep[0]), config.candidates_stage)
+    found = select_candidates(config.source, int(config.keep[0]) * _groups(config),
+                              config.candidates_stage)
     fileio.write_json_atomic(path, found)
     return found
 
@@ -106,6 +122,9 @@ def _check(config) -> None:
     keep = [int(n) for n in config.keep]
     if not keep or any(b > a for a, b in zip(keep, keep[1:], strict=False)) or min(keep) < 1:
         raise ValueError(f"keep must be positive and non-increasing, got {keep}")
+    if _groups(config) < 1 or int(config.get("finalists", 0) or 0) < 0:
+        raise ValueError(f"groups must be >= 1 and finalists >= 0 (0 = all of the last stage), "
+                         f"got {config.get('groups')} and {config.get('finalists')}")
     stage_protocol(rundir.to_plain(config.protocol), len(keep))  # enough phases
 
 
@@ -121,12 +140,16 @@ def run(config, workdir: str) -> dict:
 
 def _run(config, workdir: str, refs: dict[str, dict]) -> dict:
     rundir.claim(workdir, config, fixed=("protocol", "keep", "source", "dataset", "seeds",
-                                          "references", "candidates_stage"))
+                                          "references", "candidates_stage", "groups",
+                                          "finalists"))
     candidates = _candidates(config, workdir)
     by_name = {c["name"]: c for c in candidates}
-    entrants, stages = candidates, []
+    first = int(config.keep[0])
+    groups = [candidates[g * first:(g + 1) * first] for g in range(_groups(config))]
+    stages = []
     for k, size in enumerate(config.keep, start=1):
-        entrants = entrants[:int(size)]
+        groups = [group[:int(size)] for group in groups]
+        entrants = [c for group in groups for c in group]
         todo = stage_cells(config, k, entrants, refs)
         done = cells.run_cells(todo, os.path.join(workdir, "cells"), config.executor,
                                config.get("workers") or None, ray_options=config.get("ray"),
@@ -136,13 +159,21 @@ def _run(config, workdir: str, refs: dict[str, dict]) -> dict:
         cells.check_complete(todo, done, os.path.join(workdir, "cells"),
                              f"elimination stage {k}")
         records = list(done.values())
-        ranking = rank(records, [c["name"] for c in entrants])
+        rankings = [rank(records, [c["name"] for c in group]) for group in groups]
         stages.append({"stage": k, "phases": k, "steps": todo[0].meta["protocol"]["steps"],
-                       "entrants": [c["name"] for c in entrants], "ranking": ranking,
+                       "entrants": [c["name"] for c in entrants],
+                       "ranking": sorted((r for g in rankings for r in g),
+                                         key=lambda r: (-r["score"], r["loss"])),
                        "references": rank(records, list(refs))})
-        entrants = [by_name[r["loss"]] for r in ranking]
+        if len(groups) > 1:
+            stages[-1]["groups"] = [[r["loss"] for r in g] for g in rankings]
+        groups = [[by_name[r["loss"]] for r in g] for g in rankings]
         if k < len(config.keep):
-            stages[-1]["survivors"] = [r["loss"] for r in ranking[:int(config.keep[k])]]
+            stages[-1]["survivors"] = [c["name"] for g in groups
+                                       for c in g[:int(config.keep[k])]]
+        else:
+            count = int(config.get("finalists", 0) or 0) or None
+            stages[-1]["finalists"] = [c["name"] for g in groups for c in g[:count]]
         _write_summary(workdir, stages, by_name)
     return fileio.read_json(os.path.join(workdir, "elimination.json"))
 
@@ -153,7 +184,8 @@ def _write_summary(workdir: str, stages: list[dict], by_name: dict[str, dict]) -
     summary = {"stages": stages}
     if "survivors" not in last:  # the protocol is complete
         finalists = []
-        for i, row in enumerate(last["ranking"]):
+        kept = set(last.get("finalists") or [r["loss"] for r in last["ranking"]])
+        for i, row in enumerate(r for r in last["ranking"] if r["loss"] in kept):
             c = by_name[row["loss"]]
             entry = {**_spec(c), "rank": i + 1, "accuracy": row["score"],
                      "equation": c["equation"], "search_fitness": c["search_fitness"],

@@ -35,21 +35,46 @@ STAGES = ("surrogate", "initial")
 TRAIN_SPLITS, EVAL_SPLITS = ("train", "train+val"), ("val", "test")
 
 
+def load_size(protocol: Any, name: str) -> tuple[int | None, str]:
+    """(side, fit) to load dataset ``name`` at for ``protocol``: for a dataset of varying image
+    size (Cars196, Flowers102, Caltech101) the largest image size its phases train or evaluate
+    at (the device pipeline then crops and resizes down to each phase's size) and the
+    protocol's ``image_fit`` ("crop", the default: the centred square of the shorter side;
+    "squash": the whole image; ``tfds_source.resize_images``); (None, "crop") for the others,
+    which are used as they are."""
+    if name not in data_lib.tfds_source.VARIABLE_SIZE:
+        return None, "crop"
+    sizes = [int(p["image_size"]) for p in protocol.get("phases") or () if p.get("image_size")]
+    if not sizes:
+        raise ValueError(f"dataset {name} has images of varying size, but the protocol's phases "
+                         "set no image_size to load it at")
+    return max(sizes), str(protocol.get("image_fit", "crop"))
+
+
 @functools.lru_cache(maxsize=4)
-def load_dataset(name: str, data_dir: str) -> data_lib.Dataset:
-    """The dataset, loaded once per process (workers evaluate many candidates)."""
-    return data_lib.load(name, data_dir=data_dir or None)
+def load_dataset(name: str, data_dir: str, image_size: int | None = None,
+                 fit: str = "crop") -> data_lib.Dataset:
+    """The dataset, loaded once per process (workers evaluate many candidates); a dataset of
+    varying image size at ``image_size`` (``load_size``)."""
+    extra = {} if image_size is None else {"image_size": image_size, "fit": fit}
+    return data_lib.load(name, data_dir=data_dir or None, **extra)
 
 
 @functools.lru_cache(maxsize=4)
 def load_splits(name: str, data_dir: str, train_split: str = "train",
-                eval_split: str = "val") -> data_lib.Dataset:
+                eval_split: str = "val", image_size: int | None = None,
+                fit: str = "crop") -> data_lib.Dataset:
     """The dataset with ``eval_split`` in the validation slot and ``train_split`` for training
     (``"train+val"`` trains on both, as the paper's transfer runs use the full training set)."""
     if train_split not in TRAIN_SPLITS or eval_split not in EVAL_SPLITS:
         raise ValueError(f"bad splits {train_split!r}/{eval_split!r}; available: train or "
                          "train+val for training, val or test for evaluation")
-    ds = load_dataset(name, data_dir)
+    ds = load_dataset(name, data_dir, image_size, fit)
+    if not len(ds.split(eval_split)[1]):
+        raise ValueError(f"dataset {name} has no {eval_split} images to score on (Cars196, "
+                         "Flowers102 and Caltech101 hold none out: the paper trains on all their "
+                         "training images and scores the test split, as "
+                         "configs/transfer_paper.py:table10/table11 do)")
     if train_split == "train" and eval_split == "val":
         return ds
     images, labels = ds.train_images, ds.train_labels
@@ -114,6 +139,13 @@ def scored_record(result: train_lib.TrainResult, gate: train_lib.TrainResult | N
         result.best_val_accuracy, result.message)
 
 
+def stage_dataset(config: Any, stage: str) -> data_lib.Dataset:
+    """The dataset of fitness ``config`` as its ``stage`` protocol loads it (``load_size``),
+    once per process."""
+    return load_dataset(config.dataset, config.get("data_dir", ""),
+                        *load_size(config[stage], config.dataset))
+
+
 def check_stage(stage: str) -> None:
     if stage not in STAGES:
         raise ValueError(f"unknown fitness stage {stage!r}; available: {', '.join(STAGES)}")
@@ -128,7 +160,7 @@ def evaluate(loss: losses_lib.LossDef, config: Any, *, seed: int,
         return os.path.join(checkpoint_dir, name) if checkpoint_dir else ""
 
     check_stage(stage)
-    dataset = load_dataset(config.dataset, config.get("data_dir", ""))
+    dataset = stage_dataset(config, stage)
     gate = None
     if config.gate_enabled and stage == "surrogate":
         gate = train_once(loss, config.gate, dataset, seed, folder("gate"))

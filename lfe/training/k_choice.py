@@ -300,7 +300,7 @@ def for_fitness(spec: dict, fitness_config: Any, stage: str = "surrogate") -> Ch
     from lfe.training import fitness, losses
 
     cfg = ml_collections.ConfigDict(fitness_config)
-    dataset = fitness.load_dataset(cfg.dataset, cfg.get("data_dir", ""))
+    dataset = fitness.stage_dataset(cfg, stage)
     loss = losses.from_spec(spec)
     return choose(cfg[stage], image_shape=dataset.train_images.shape[1:],
                   num_classes=dataset.num_classes,

@@ -271,7 +271,7 @@ def evaluate_population(specs: Sequence[dict], config: dict, seeds: Sequence[int
     sequentially."""
     fitness.check_stage(stage)
     cfg = ml_collections.ConfigDict(config)
-    dataset = fitness.load_dataset(cfg.dataset, cfg.get("data_dir", ""))
+    dataset = fitness.stage_dataset(cfg, stage)
     loss_defs = [losses.from_spec(s) for s in specs]
     records: list[Any] = [None] * len(specs)
     todo = []

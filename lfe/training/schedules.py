@@ -154,9 +154,12 @@ def make_optimizer(cfg: Any) -> optax.GradientTransformation:
     adam:          b1=0.9, b2=0.999, eps=1e-7. eps is Keras' default (optax uses 1e-8) because the
                    authors trained with `tf.optimizers.Adam()`; `keras_eps=True` (default) also
                    keeps Keras' placement of eps (see `scale_by_keras_adam`).
-    sgd_nesterov:  momentum=0.9, Nesterov; `weight_decay` (default 0) is added to the gradients
-                   before momentum (DavidNet, App. D). The loss is a batch mean, so DavidNet's
-                   sum-loss convention (wd · batch_size) maps to wd here.
+    sgd_nesterov:  momentum=0.9, Nesterov; `weight_decay` (default 0) times the weights is
+                   added to the gradients before momentum (DavidNet, App. D), on every parameter
+                   (`weight_decay_on="all"`, the default) or on the kernels of convolutions and
+                   dense layers only (`"kernels"`: no decay of biases or BatchNorm, as a Keras
+                   `kernel_regularizer=l2(c)` does, whose gradient is 2c · w). The loss is a
+                   batch mean, so DavidNet's sum-loss convention (wd · batch_size) maps to wd.
     """
     name = _get(cfg, "optimizer", "adam")
     schedule = make_schedule(cfg)
@@ -172,14 +175,27 @@ def make_optimizer(cfg: Any) -> optax.GradientTransformation:
         parts = []
         weight_decay = float(_get(cfg, "weight_decay", 0.0))
         if weight_decay:
-            parts.append(optax.add_decayed_weights(weight_decay))
+            on = _get(cfg, "weight_decay_on", "all")
+            if on not in WEIGHT_DECAY_ON:
+                raise ValueError(f"unknown weight_decay_on {on!r}; available: "
+                                 + ", ".join(WEIGHT_DECAY_ON))
+            parts.append(optax.add_decayed_weights(
+                weight_decay, mask=kernels_only if on == "kernels" else None))
         parts.append(optax.sgd(schedule, momentum=float(_get(cfg, "momentum", 0.9)), nesterov=True))
         return optax.chain(*parts)
     raise ValueError(f"unknown optimizer {name!r}; available: {', '.join(_OPTIMIZERS)}")
 
 
 OPTIMIZER_FIELDS = ("optimizer", "learning_rate", "schedule", "warmup_steps", "hold_steps",
-                    "total_steps", "b1", "b2", "eps", "keras_eps", "weight_decay", "momentum")
+                    "total_steps", "b1", "b2", "eps", "keras_eps", "weight_decay", "momentum",
+                    "weight_decay_on")
+WEIGHT_DECAY_ON = ("all", "kernels")
+
+
+def kernels_only(params: Any) -> Any:
+    """True at every leaf named ``kernel`` (convolutions, dense layers), False elsewhere."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: getattr(path[-1], "key", None) == "kernel", params)
 
 
 def shared_optimizer(cfg: Any) -> optax.GradientTransformation:

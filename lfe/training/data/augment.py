@@ -128,22 +128,36 @@ def _crop_and_resize(image: jax.Array, box: jax.Array, size: int, method: str) -
         -box[:2] * scale, method=method, antialias=True)
 
 
+CROPS = ("shorter_side", "area")
+
+
 @register_op("random_square_crop")
 def random_square_crop(
-    rng: jax.Array, images: jax.Array, *, size: int, area_min: float = 0.05,
-    method: str = "bilinear",
+    rng: jax.Array, images: jax.Array, *, size: int, crop: str = "shorter_side",
+    area_min: float = 0.05, method: str = "bilinear",
 ) -> jax.Array:
-    """Random square crop of each image, resized to size x size (EffNetV2's training crop).
+    """Random square crop of each image, resized to size x size (the EffNetV2 training crop).
 
-    EfficientNetV2's `preprocess_for_train` crops with `tf.image.sample_distorted_bounding_box`
-    (area fraction uniform in [0.05, 1], aspect ratio in [3/4, 4/3]) and resizes; with the
-    aspect ratio fixed to 1 (a square crop) no attempt is rejected: the side is
-    sqrt(area * H * W), at most min(H, W), rounded to whole pixels, and the offset is uniform.
+    crop="shorter_side" (default, the paper's authors: ``RandomProcessImage(keep_shape=True)``
+    takes ``tf.image.random_crop`` of a square whose side is the shorter image side, then
+    resizes): the side is min(H, W) and the offset along the longer side is uniform; on a square
+    image (CIFAR) that is the whole image, i.e. no crop, only the resize.
+    crop="area" (google/automl EfficientNetV2's ``preprocess_for_train``, lfe's before): a
+    square of area fraction uniform in [area_min, 1] (``tf.image.sample_distorted_bounding_box``
+    with the aspect ratio fixed to 1, so no attempt is rejected): side sqrt(area * H * W), at
+    most min(H, W), rounded to whole pixels, offset uniform. On 32-px CIFAR its median side is 23
+    px.
     """
+    if crop not in CROPS:
+        raise ValueError(f"unknown random_square_crop crop {crop!r}; available: "
+                         + ", ".join(CROPS))
     batch, height, width, _ = images.shape
     k_area, k_y, k_x = jax.random.split(rng, 3)
-    area = jax.random.uniform(k_area, (batch,), minval=area_min, maxval=1.0)
-    side = jnp.clip(jnp.round(jnp.sqrt(area * height * width)), 1, min(height, width))
+    if crop == "area":
+        area = jax.random.uniform(k_area, (batch,), minval=area_min, maxval=1.0)
+        side = jnp.clip(jnp.round(jnp.sqrt(area * height * width)), 1, min(height, width))
+    else:
+        side = jnp.full((batch,), float(min(height, width)))
     top = jnp.floor(jax.random.uniform(k_y, (batch,)) * (height - side + 1))
     left = jnp.floor(jax.random.uniform(k_x, (batch,)) * (width - side + 1))
     boxes = jnp.stack([top, left, side], axis=1)
@@ -332,11 +346,22 @@ PRESETS: dict[str, dict[str, list[Any]]] = {
         "train": [("normalize", {"mode": "mean_std"}), ("random_crop", {"pad": 4,
                   "mode": "reflect"}), "flip_left_right", ("cutmix", {"alpha": 1.0})],
         "eval": [("normalize", {"mode": "mean_std"})]},
-    # EffNetV2-S (phase 1 of Table 12: 128 px, magnitude 5). Progressive phases rewrite
-    # the size of random_square_crop / resize and the magnitude of randaugment.
+    # EffNetV2-S as the paper's authors train it (phase 1 of Table 12: 128 px, magnitude 5):
+    # a random square of the shorter side (on CIFAR the whole image), resize, RandAugment with
+    # reflected borders and the 17th do-nothing branch, (x - 127.5)/128. Progressive phases
+    # rewrite the size of random_square_crop / resize and the magnitude of randaugment.
     "effnetv2": {
-        "train": [("random_square_crop", {"size": 128}),
-                  ("randaugment", {"num_layers": 2, "magnitude": 5.0}),
+        "train": [("random_square_crop", {"size": 128, "crop": "shorter_side"}),
+                  ("randaugment", {"num_layers": 2, "magnitude": 5.0, "fill": "reflect",
+                                   "identity_branch": True}),
+                  ("normalize", {"mode": "effnet"})],
+        "eval": [("resize", {"size": 128}), ("normalize", {"mode": "effnet"})]},
+    # The google/automl EfficientNetV2 recipe, lfe's "effnetv2" before issue #21: a square of
+    # 5-100% of the area, RandAugment filling with grey 128 and always applying one of 16 ops.
+    "effnetv2_automl": {
+        "train": [("random_square_crop", {"size": 128, "crop": "area", "area_min": 0.05}),
+                  ("randaugment", {"num_layers": 2, "magnitude": 5.0, "fill": "grey",
+                                   "identity_branch": False}),
                   ("normalize", {"mode": "effnet"})],
         "eval": [("resize", {"size": 128}), ("normalize", {"mode": "effnet"})]},
 }

@@ -9,7 +9,9 @@ Names: `cifar10` (local binary copy or tfds), `cifar100`, `cars196`, `oxford_flo
 `caltech101` (tfds, with the paper's splits: `tfds_source.PAPER_SPLITS`), `tfds:<any tfds name>`,
 `npz:<path to .npz>` and `arrays` (in memory, see `from_arrays`). Unknown names raise a
 ValueError that lists these. Images of varying size (Cars196, Flowers102, Caltech101) are resized
-once, on the host, to `image_size` when loaded (`tfds_source.resize_images`); `val_size=None`
+once, on the host, to `image_size` when loaded (`tfds_source.resize_images`: by default the
+centred square of the shorter side, `fit="crop"`; `fit="squash"` resizes the whole image, aspect
+ratio not kept); `val_size=None`
 means the dataset's default hold-out (5,000 for CIFAR, 0 for the three transfer datasets).
 """
 
@@ -141,6 +143,7 @@ def from_arrays(
     x_val: Any = None, y_val: Any = None, *,
     name: str = "arrays", num_classes: int | None = None, val_size: int | None = None,
     class_names: tuple[str, ...] = (), image_size: int | tuple[int, int] | None = None,
+    fit: str = "crop",
 ) -> Dataset:
     """Builds a `Dataset` from user arrays (uint8 NHWC images, integer labels).
 
@@ -160,7 +163,8 @@ def from_arrays(
     if num_classes is None:
         num_classes = 1 + max(int(y.max()) for y in (y_train, y_val, y_test) if len(y))
     if image_size is not None:
-        x_train, x_val, x_test = (resize_images(x, image_size) for x in (x_train, x_val, x_test))
+        x_train, x_val, x_test = (resize_images(x, image_size, fit)
+                                  for x in (x_train, x_val, x_test))
     return Dataset(name, int(num_classes), x_train, y_train, x_val, y_val, x_test, y_test,
                    tuple(class_names))
 

@@ -1,9 +1,14 @@
-"""RandAugment (Cubuk et al., 2020) as the TF EfficientNet / EfficientNetV2 code applies it.
+"""RandAugment (Cubuk et al., 2020) as the paper's authors apply it, from the TF EfficientNet
+code base.
 
-Policy (`distort_image_with_randaugment` in the TF EfficientNet and EfficientNetV2
-`autoaugment.py`): for each of `num_layers` layers, one of the 16 ops below is drawn uniformly and
-applied *always* (that code draws a probability in [0.2, 0.8] per op but never uses it, because
-none of the RandAugment ops takes a `prob` argument). Every op gets the same magnitude `m`
+Policy (`RandAugment.distort` in the authors' `effnet_rand_aug.py`, derived from the TF
+EfficientNet / EfficientNetV2 `autoaugment.py`): for each of `num_layers` layers one of 17
+branches is drawn uniformly: the 16 ops below, applied *always* (the code draws a probability in
+[0.2, 0.8] per op but never uses it, because none of the RandAugment ops takes a `prob`
+argument), or a 17th that leaves the image as it is (their `tf.switch_case` draws an index in
+0..16 and its `default` branch is the identity), so each op has probability 1/17 per layer and a
+layer does nothing with 1/17. `identity_branch=False` draws from the 16 ops only, as the
+google/automl EfficientNetV2 code does (and lfe did before). Every op gets the same magnitude `m`
 (0..10 scale, `MAX_LEVEL`; larger values extrapolate, e.g. Table 12's 15), mapped to arguments as
 in `level_to_arg` there, with the TF quirks kept on purpose:
 
@@ -14,8 +19,12 @@ in `level_to_arg` there, with the TF quirks kept on purpose:
     AutoContrast, Equalize, Invert: no arg                factor = 1.8 m/10 + 0.1
 
 so magnitude 0 posterizes to black and solarizes everything, and magnitude 5 leaves the four
-enhance ops unchanged. Geometric ops sample with nearest neighbour and fill uncovered pixels with
-128 (TF's wrap/unwrap); rotation is about the image centre.
+enhance ops unchanged. Geometric ops (Rotate, ShearX/Y, TranslateX/Y) sample with nearest
+neighbour, rotation about the image centre. Where they sample outside the image, `fill`
+decides: "reflect" (the default) mirrors the image about its edges, as the authors' projective
+transform does (its `fill_mode` defaults to 'reflect', so the wrap/unwrap grey fill never sees an
+empty pixel: no grey appears); "grey" fills with 128, as the google/automl code does (and lfe did
+before). Cutout always fills with 128.
 
 Op semantics follow PIL's ImageOps / ImageEnhance, which the TF ops imitate (tested against PIL).
 One deliberate difference from TF: TF's Contrast blends towards (number of pixels / 256), a known
@@ -25,12 +34,12 @@ level, as PIL does.
 Images are float32 [B, H, W, C] in 0..255 as the pipeline carries them (C = 3). Like TF, which
 casts to uint8 before RandAugment, the input is clipped and floored to integer levels and every op
 returns integer levels. Jittable; randomness is per example (one key per image, `vmap` over the
-batch, `lax.switch` over the 16 ops). dm-pix provides the geometric resampling
-(`affine_transform`/`rotate` with order 0, constant fill) and the grey conversion; the remaining
-ops are written here because dm-pix either lacks them (AutoContrast, Equalize, Posterize,
-Sharpness, Cutout, SolarizeAdd) or defines them on another scale or formula (its `solarize`
-assumes [0, 1], its `adjust_brightness`/`adjust_contrast` are additive / per-channel-mean, not
-PIL's blends).
+batch, `lax.switch` over the ops). dm-pix provides the geometric resampling
+(`affine_transform`/`rotate` with order 0, reflect or constant fill) and the grey conversion;
+the remaining ops are written here because dm-pix either lacks them (AutoContrast, Equalize,
+Posterize, Sharpness, Cutout, SolarizeAdd) or defines them on another scale or formula (its
+`solarize` assumes [0, 1], its `adjust_brightness`/`adjust_contrast` are additive /
+per-channel-mean, not PIL's blends).
 """
 
 from __future__ import annotations
@@ -48,7 +57,8 @@ from lfe.training.data.augment import box_mask, register_op
 MAX_LEVEL = 10.0
 TRANSLATE_CONST = 100.0
 CUTOUT_CONST = 40.0
-REPLACE = 128.0  # fill value of the geometric ops and Cutout
+REPLACE = 128.0  # fill value of Cutout, and of the geometric ops with fill="grey"
+FILLS = {"reflect": "reflect", "grey": "constant"}  # `fill` -> the resampling's mode
 
 OP_NAMES = (
     "AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize", "Color", "Contrast",
@@ -153,39 +163,47 @@ def sharpness(image: jax.Array, factor: jax.Array | float) -> jax.Array:
     return blend(degenerate, image, factor)
 
 
-def _resample(image: jax.Array, matrix: jax.Array, offset: jax.Array) -> jax.Array:
-    """Output pixel (row, col) = input at matrix @ (row, col) + offset, nearest, fill 128."""
+def _mode(fill: str) -> str:
+    if fill not in FILLS:
+        raise ValueError(f"unknown RandAugment fill {fill!r}; available: {', '.join(FILLS)}")
+    return FILLS[fill]
+
+
+def _resample(image: jax.Array, matrix: jax.Array, offset: jax.Array,
+              fill: str = "reflect") -> jax.Array:
+    """Output pixel (row, col) = input at matrix @ (row, col) + offset, nearest; outside the
+    image: mirrored about the edges ("reflect", d c b a | a b c d) or 128 ("grey")."""
     full = jnp.eye(3, dtype=image.dtype).at[:2, :2].set(matrix)
     offset3 = jnp.concatenate([offset, jnp.zeros(1)]).astype(image.dtype)
-    return pix.affine_transform(image, full, offset=offset3, order=0, mode="constant",
+    return pix.affine_transform(image, full, offset=offset3, order=0, mode=_mode(fill),
                                 cval=REPLACE)
 
 
-def rotate(image: jax.Array, degrees: jax.Array | float) -> jax.Array:
+def rotate(image: jax.Array, degrees: jax.Array | float, fill: str = "reflect") -> jax.Array:
     """Rotates about the centre (TF contrib_image.rotate: positive = counter-clockwise)."""
-    return pix.rotate(image, jnp.deg2rad(degrees), order=0, mode="constant", cval=REPLACE)
+    return pix.rotate(image, jnp.deg2rad(degrees), order=0, mode=_mode(fill), cval=REPLACE)
 
 
-def shear_x(image: jax.Array, level: jax.Array | float) -> jax.Array:
+def shear_x(image: jax.Array, level: jax.Array | float, fill: str = "reflect") -> jax.Array:
     """Output (y, x) samples input (y, x + level * y) (TF transform [1, level, 0, 0, 1, 0])."""
     matrix = jnp.array([[1.0, 0.0], [0.0, 1.0]]).at[1, 0].set(level)
-    return _resample(image, matrix, jnp.zeros(2))
+    return _resample(image, matrix, jnp.zeros(2), fill)
 
 
-def shear_y(image: jax.Array, level: jax.Array | float) -> jax.Array:
+def shear_y(image: jax.Array, level: jax.Array | float, fill: str = "reflect") -> jax.Array:
     """Output (y, x) samples input (y + level * x, x)."""
     matrix = jnp.array([[1.0, 0.0], [0.0, 1.0]]).at[0, 1].set(level)
-    return _resample(image, matrix, jnp.zeros(2))
+    return _resample(image, matrix, jnp.zeros(2), fill)
 
 
-def translate_x(image: jax.Array, pixels: jax.Array | float) -> jax.Array:
+def translate_x(image: jax.Array, pixels: jax.Array | float, fill: str = "reflect") -> jax.Array:
     """Output (y, x) samples input (y, x + pixels): content moves left by `pixels`."""
-    return _resample(image, jnp.eye(2), jnp.array([0.0, 1.0]) * pixels)
+    return _resample(image, jnp.eye(2), jnp.array([0.0, 1.0]) * pixels, fill)
 
 
-def translate_y(image: jax.Array, pixels: jax.Array | float) -> jax.Array:
+def translate_y(image: jax.Array, pixels: jax.Array | float, fill: str = "reflect") -> jax.Array:
     """Output (y, x) samples input (y + pixels, x): content moves up by `pixels`."""
-    return _resample(image, jnp.eye(2), jnp.array([1.0, 0.0]) * pixels)
+    return _resample(image, jnp.eye(2), jnp.array([1.0, 0.0]) * pixels, fill)
 
 
 def cutout(image: jax.Array, pad_size: jax.Array | int, centre: jax.Array) -> jax.Array:
@@ -201,8 +219,10 @@ def cutout(image: jax.Array, pad_size: jax.Array | int, centre: jax.Array) -> ja
 Branch = Callable[[jax.Array, Draw], jax.Array]
 
 
-def branches(magnitude: jax.Array | float) -> tuple[Branch, ...]:
-    """The 16 ops in `OP_NAMES` order as `fn(image, draw)`, arguments from `magnitude`."""
+def branches(magnitude: jax.Array | float, fill: str = "reflect") -> tuple[Branch, ...]:
+    """The 16 ops in `OP_NAMES` order as `fn(image, draw)`, arguments from `magnitude`;
+    `fill`: what the geometric ops put where they sample outside the image."""
+    _mode(fill)  # refuse an unknown fill before tracing
     # A Python magnitude gives Python (float64) arguments, as TF computes them, so that e.g.
     # 1.8 * 15 / 10 + 0.1 rounds to float32 2.8 exactly; a traced magnitude works too.
     concrete = isinstance(magnitude, int | float)
@@ -213,17 +233,17 @@ def branches(magnitude: jax.Array | float) -> tuple[Branch, ...]:
         "AutoContrast": lambda x, d: autocontrast(x),
         "Equalize": lambda x, d: equalize(x),
         "Invert": lambda x, d: invert(x),
-        "Rotate": lambda x, d: rotate(x, d.sign * level * 30.0),
+        "Rotate": lambda x, d: rotate(x, d.sign * level * 30.0, fill),
         "Posterize": lambda x, d: posterize(x, floor(level * 4.0)),
         "Solarize": lambda x, d: solarize(x, floor(level * 256.0)),
         "Color": lambda x, d: color(x, enhance),
         "Contrast": lambda x, d: contrast(x, enhance),
         "Brightness": lambda x, d: brightness(x, enhance),
         "Sharpness": lambda x, d: sharpness(x, enhance),
-        "ShearX": lambda x, d: shear_x(x, d.sign * level * 0.3),
-        "ShearY": lambda x, d: shear_y(x, d.sign * level * 0.3),
-        "TranslateX": lambda x, d: translate_x(x, d.sign * level * TRANSLATE_CONST),
-        "TranslateY": lambda x, d: translate_y(x, d.sign * level * TRANSLATE_CONST),
+        "ShearX": lambda x, d: shear_x(x, d.sign * level * 0.3, fill),
+        "ShearY": lambda x, d: shear_y(x, d.sign * level * 0.3, fill),
+        "TranslateX": lambda x, d: translate_x(x, d.sign * level * TRANSLATE_CONST, fill),
+        "TranslateY": lambda x, d: translate_y(x, d.sign * level * TRANSLATE_CONST, fill),
         "Cutout": lambda x, d: cutout(x, floor(level * CUTOUT_CONST), d.centre),
         "SolarizeAdd": lambda x, d: solarize_add(x, floor(level * 110.0)),
     }
@@ -247,11 +267,20 @@ def to_levels(images: jax.Array) -> jax.Array:
     return jnp.floor(jnp.clip(images.astype(jnp.float32), 0.0, 255.0))
 
 
+def _identity(image: jax.Array, draw: Draw) -> jax.Array:
+    del draw
+    return image
+
+
 def randaugment_image(
-    rng: jax.Array, image: jax.Array, *, num_layers: int = 2, magnitude: float = 10.0
+    rng: jax.Array, image: jax.Array, *, num_layers: int = 2, magnitude: float = 10.0,
+    fill: str = "reflect", identity_branch: bool = True,
 ) -> jax.Array:
-    """RandAugment of one float32 [H, W, 3] image; returns integer levels in 0..255."""
-    ops = branches(magnitude)
+    """RandAugment of one float32 [H, W, 3] image; returns integer levels in 0..255.
+
+    Each layer draws one of the 16 ops, or with `identity_branch` one of 17 branches whose last
+    does nothing (the authors' policy; see the module docstring)."""
+    ops = branches(magnitude, fill) + ((_identity,) if identity_branch else ())
     image = to_levels(image)
     for layer in range(num_layers):
         k_op, k_draw = jax.random.split(jax.random.fold_in(rng, layer))
@@ -262,28 +291,32 @@ def randaugment_image(
 
 @register_op("randaugment")
 def randaugment(
-    rng: jax.Array, images: jax.Array, *, num_layers: int = 2, magnitude: float = 10.0
+    rng: jax.Array, images: jax.Array, *, num_layers: int = 2, magnitude: float = 10.0,
+    fill: str = "reflect", identity_branch: bool = True,
 ) -> jax.Array:
-    """RandAugment of float32 [B, H, W, 3] (0..255): image b uses `split(rng, B)[b]`."""
+    """RandAugment of float32 [B, H, W, 3] (0..255): image b uses `split(rng, B)[b]`.
+    `fill="grey"` and `identity_branch=False` give the google/automl policy (lfe's before)."""
     keys = jax.random.split(rng, images.shape[0])
-    return jax.vmap(lambda k, x: randaugment_image(k, x, num_layers=num_layers,
-                                                   magnitude=magnitude))(keys, images)
+    return jax.vmap(lambda k, x: randaugment_image(
+        k, x, num_layers=num_layers, magnitude=magnitude, fill=fill,
+        identity_branch=identity_branch))(keys, images)
 
 
 def apply_op_index(
-    index: jax.Array | int, rng: jax.Array, images: jax.Array, *, magnitude: float
+    index: jax.Array | int, rng: jax.Array, images: jax.Array, *, magnitude: float,
+    fill: str = "reflect",
 ) -> jax.Array:
     """Applies op `OP_NAMES[index]` (may be traced: one compilation serves all ops) to every
     image of [B, H, W, 3], with per-example signs and Cutout centres from `rng`."""
-    ops = branches(magnitude)
+    ops = branches(magnitude, fill)
     keys = jax.random.split(rng, images.shape[0])
     return jax.vmap(lambda k, x: jax.lax.switch(index, ops, x, _draw(k, x.shape)))(
         keys, to_levels(images))
 
 
 def apply_op(
-    name: str, rng: jax.Array, images: jax.Array, *, magnitude: float
+    name: str, rng: jax.Array, images: jax.Array, *, magnitude: float, fill: str = "reflect",
 ) -> jax.Array:
     """Applies the single RandAugment op `name` (see `apply_op_index`); for visual checks and
     tests."""
-    return apply_op_index(op_index(name), rng, images, magnitude=magnitude)
+    return apply_op_index(op_index(name), rng, images, magnitude=magnitude, fill=fill)

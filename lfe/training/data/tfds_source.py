@@ -44,27 +44,51 @@ DEFAULT_VAL_SIZE = 5000
 Reader = Callable[[str, str, "str | os.PathLike | None"], Sequence[Mapping[str, Any]]]
 
 
-def resize_images(images: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+FITS = ("crop", "squash")
+
+
+def resize_images(images: np.ndarray, size: int | tuple[int, int],
+                  fit: str = "crop") -> np.ndarray:
     """Bilinear host-side resize of uint8 [N, H, W, C] to [N, h, w, C] (no-op if already h×w).
 
-    The whole image is resized to h×w (aspect ratio not kept, nothing cropped away), as the
-    EfficientNetV2 fine-tuning preprocessing does; the random square crop of training then
-    happens on device (`augment.random_square_crop`).
+    fit="crop" (default): the largest centred window of the target's aspect ratio (for a square
+    target: the centred square of the shorter side) is resized, so objects keep their shape, as
+    the paper's authors' ``RandomProcessImage(keep_shape=True)`` does (they take a random square
+    of the shorter side at train and test time; here the centred one, once, on the host).
+    fit="squash": the whole image is resized to h×w, aspect ratio not kept (lfe before issue
+    #21). Square images are the same either way. The random square crop of training happens on
+    device (`augment.random_square_crop`).
     """
     height, width = (size, size) if isinstance(size, int) else tuple(size)
     if images.shape[1:3] == (height, width):
         return images
     out = np.empty((len(images), height, width, images.shape[3]), np.uint8)
     for i, image in enumerate(images):
-        out[i] = resize_image(image, (height, width))
+        out[i] = resize_image(image, (height, width), fit)
     return out
 
 
-def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of one uint8 [H, W, C] image with Pillow (antialiased when shrinking)."""
+def centre_window(shape: tuple[int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the largest centred window of ``shape`` (H, W) whose aspect
+    ratio is ``size``'s (h, w), in whole pixels."""
+    height, width = shape
+    scale = min(height / size[0], width / size[1])
+    h = max(1, min(height, round(size[0] * scale)))
+    w = max(1, min(width, round(size[1] * scale)))
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int], fit: str = "crop") -> np.ndarray:
+    """Bilinear resize of one uint8 [H, W, C] image with Pillow (antialiased when shrinking),
+    after a centred crop to the target's aspect ratio with fit="crop" (`resize_images`)."""
     from PIL import Image
 
+    if fit not in FITS:
+        raise ValueError(f"unknown image fit {fit!r}; available: {', '.join(FITS)}")
     image = np.asarray(image)
+    if fit == "crop":
+        top, left, h, w = centre_window(image.shape[:2], size)
+        image = image[top:top + h, left:left + w]
     if image.shape[:2] == tuple(size):
         return image
     channels = [image[..., c] for c in range(image.shape[2])]  # Pillow has no 2-channel mode
@@ -84,10 +108,11 @@ def tfds_reader(
 
 def stack_examples(
     examples: Sequence[Mapping[str, Any]], *, where: str,
-    image_size: int | tuple[int, int] | None = None,
+    image_size: int | tuple[int, int] | None = None, fit: str = "crop",
     image_key: str = "image", label_key: str = "label",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Decoded examples -> (uint8 [N, H, W, C], int32 [N]), resizing each image if asked.
+    """Decoded examples -> (uint8 [N, H, W, C], int32 [N]), resizing each image if asked
+    (`fit`: see `resize_images`).
 
     Resizing per image before stacking is what makes datasets of varying image size stackable;
     without `image_size` such a split raises a ValueError naming it.
@@ -101,7 +126,7 @@ def stack_examples(
         if image.ndim == 2:
             image = image[..., None]
         if image_size is not None:
-            image = resize_image(image, tuple(image_size))
+            image = resize_image(image, tuple(image_size), fit)
         images.append(image)
         labels.append(int(example[label_key]))
     shapes = {image.shape for image in images}
@@ -136,7 +161,7 @@ def builder_facts(
 
 def read_tfds(
     name: str, *, data_dir: str | os.PathLike | None = None,
-    image_size: int | tuple[int, int] | None = None,
+    image_size: int | tuple[int, int] | None = None, fit: str = "crop",
     splits: tuple[str, str | None, str] | None = None, num_classes: int | None = None,
     reader: Reader | None = None, download: bool = True,
     image_key: str = "image", label_key: str = "label",
@@ -162,6 +187,6 @@ def read_tfds(
             continue
         images, labels = stack_examples(
             reader(name, split, data_dir), where=f"tfds dataset {name} split {split}",
-            image_size=image_size, image_key=image_key, label_key=label_key)
+            image_size=image_size, fit=fit, image_key=image_key, label_key=label_key)
         out[f"x_{prefix}"], out[f"y_{prefix}"] = images, labels
     return out

@@ -18,6 +18,10 @@ Blocks (the first of a stage carries its stride and channel change; the rest are
                     → SE(in·0.25, swish / sigmoid, with biases) → Conv out (1×1) → BN
   a block with stride 1 and in == out adds its input after stochastic depth (per-example drop of
   the residual branch with rate `drop_path_rate · b / 40`, b = 0..39 the block's index).
+  `drop_path_rate` defaults to 0 (no stochastic depth), as the paper's authors build the model
+  (`EfficientNetV2S(...)` leaves keras_efficientnet_v2's `drop_connect_rate=0`); 0.2 is the
+  google/automl EfficientNetV2-S value (lfe's default before issue #21), set through a
+  protocol's `model_kwargs.drop_path_rate`.
 
 As in Keras: convolutions have no bias, BN momentum 0.9 / epsilon 1e-3, convolution kernels
 VarianceScaling(2, fan_out, truncated normal) (depthwise: fan_out = k·k), head
@@ -153,12 +157,12 @@ class EfficientNetV2(nn.Module):
 
     `dropout_rate` is the head dropout (a progressive-training phase field; it does not change
     the parameters); `drop_path_rate` scales stochastic depth: block b of n drops its residual
-    branch with rate `drop_path_rate · b / n`.
+    branch with rate `drop_path_rate · b / n` (default 0, the authors'; see the module docstring).
     """
 
     num_classes: int
     dropout_rate: float = 0.2
-    drop_path_rate: float = 0.2
+    drop_path_rate: float = 0.0  # the authors'; google/automl: 0.2
     stages: tuple[Stage, ...] = EFFNETV2_S
     stem_features: int = 24
     head_features: int = 1280
