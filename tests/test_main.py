@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from configs import phenotypes as phenotypes_config
+from configs import quickstart as quickstart_config
 from lfe import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -218,3 +219,25 @@ def test_os_errors_name_the_path_and_the_cause(tmp_path):
     assert main.os_error(OSError(18, "Invalid cross-device link", "/a", None, "/b")) == (
         "/a -> /b: Invalid cross-device link")
     assert main._last_line(OSError(17, "File exists")) == "File exists"
+
+
+def test_a_refused_resume_names_the_changed_key_path_and_both_values(tmp_path):
+    from lfe.core import rundir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    rundir.claim(str(run), quickstart_config.get_config("runlocal"))
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.drive", "--task=evaluate=tests.fake_fitness:evaluate",
+         "--config=configs/quickstart.py:runlocal", f"--workdir={run}",
+         "--config.fitness.surrogate.steps=50"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert last_error(out) == (f"lfe: error: {run} holds a run with a different config "
+                               "(fitness.surrogate.steps: 100 → 50); use a new --workdir or the "
+                               "same config")
+    assert rundir.describe_changes({"a": {"b": 1}, "gone": 2}, {"a": {"b": 3}, "new": "x" * 80},
+                                   ["a.b", "gone", "new"]) == (
+        "a.b: 1 → 3, gone: 2 → (none), new: (none) → '" + "x" * 56 + "...")
+    assert rundir.describe_changes({}, {"k": "v"}, ["k"], absent={"k": "old"}) == (
+        "k: 'old' (this run, before the setting existed) → 'v'")

@@ -69,15 +69,17 @@ def test_the_committed_cpu_evolution_run_resumes(tmp_path):
     c.max_iterations = 30  # the run was cut to 30 iterations (docstring)
     claim = {"may_change": evolve.RESUMABLE_CHANGES, "absent": evolve.BEFORE_SETTING}
     # settings newer than the run: its values must be passed to resume it, each named
-    with pytest.raises(ValueError, match=r"different config \(fitness.on_diverged \(this run: "
-                                         r"'failed'\), novelty \(this run: 'archive'\)\)"):
+    with pytest.raises(ValueError, match=r"different config \(fitness.on_diverged: 'failed' "
+                                         r"\(this run, before the setting existed\) → "
+                                         r"'best_so_far', novelty: 'archive' \(this run, before "
+                                         r"the setting existed\) → 'population'\)"):
         rundir.claim(str(tmp_path), c, **claim)
     c.novelty, c.fitness.on_diverged = "archive", "failed"  # README: resuming this run
     assert "data_dir" in rundir.changed_keys(saved, c)  # the guard would see the new key ...
     rundir.claim(str(tmp_path), c, **claim)  # ... and lets it be
     c.population_size = 13  # a real change is still refused
     shutil.copy(saved_path, tmp_path / "config.json")
-    with pytest.raises(ValueError, match=r"different config \(population_size\)"):
+    with pytest.raises(ValueError, match=r"different config \(population_size: 12 → 13\)"):
         rundir.claim(str(tmp_path), c, **claim)
 
 

@@ -199,19 +199,40 @@ def claim(workdir: str, config, *, fixed=None, may_change=(), absent=None) -> No
     """Records ``config`` in ``workdir/config.json``. A rerun whose config differs from the
     recorded one where it matters (``fixed`` keys, or any key not in ``may_change``) is refused
     with one line naming the changed keys (and, for a key the recorded config lacks, the
-    ``absent`` value its run had): its results would mix two experiments."""
+    ``absent`` value its run had), each with its recorded and its new value
+    (``describe_changes``): its results would mix two experiments."""
     path = os.path.join(workdir, CONFIG)
     mine = to_plain(config)
     if os.path.exists(path):
         saved = fileio.read_json(path)
         changed = changed_keys(saved, mine, fixed=fixed, may_change=may_change, absent=absent)
         if changed:
-            old = _flat(to_plain(saved))
-            named = [f"{k} (this run: {absent[k]!r})" if absent and k in absent and k not in old
-                     else k for k in changed]
             raise ValueError(f"{workdir} holds a run with a different config "
-                             f"({', '.join(named)}); use a new --workdir or the same config")
+                             f"({describe_changes(saved, mine, changed, absent)}); use a new "
+                             "--workdir or the same config")
     fileio.write_json_atomic(path, mine)
+
+
+def describe_changes(saved: dict, now: dict, keys: list[str], absent=None,
+                     width: int = 60) -> str:
+    """``key: old → new`` for each dotted key of ``keys``: ``(none)`` for a side that lacks it,
+    and for a key newer than the saved config the ``absent`` value its run had; each value's
+    repr cut to ``width`` characters."""
+    old, new = _flat(to_plain(saved)), _flat(to_plain(now))
+
+    def shown(flat: dict, key: str) -> str:
+        if key not in flat:
+            return "(none)"
+        text = repr(flat[key])
+        return text if len(text) <= width else text[: width - 3] + "..."
+
+    parts = []
+    for key in keys:
+        before = shown(old, key)
+        if key not in old and absent and key in absent:
+            before = f"{absent[key]!r} (this run, before the setting existed)"
+        parts.append(f"{key}: {before} → {shown(new, key)}")
+    return ", ".join(parts)
 
 
 # --------------------------------------------------------------------------- the run's lock
