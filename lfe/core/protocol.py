@@ -193,6 +193,9 @@ def fitness_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.dataset = "cifar10"
     c.data_dir = ""  # "" = $LFE_DATA_DIR, else tensorflow-datasets
+    # best_so_far (default): the paper's §3.7 rule for a stopped run, which is what Keras'
+    # TerminateOnNaN makes a NaN run in the authors' code; "failed": a failed child
+    c.on_diverged = "best_so_far"
     c.gate_enabled = True
     c.gate_min_train_accuracy = 0.37
     c.gate = training_protocol(steps=800, validate=False)
@@ -213,9 +216,6 @@ def paper_phases(table: Mapping[str, Sequence[Any]], steps_per_phase: int) -> li
     count = len(table["image_size"])
     return [{"steps": int(steps_per_phase), **{k: v[i] for k, v in table.items()}}
             for i in range(count)]
-    # best_so_far (default): the paper's §3.7 rule for a stopped run, which is what Keras'
-    # TerminateOnNaN makes a NaN run in the authors' code; "failed": a failed child
-    c.on_diverged = "best_so_far"
 
 
 def check_steps(protocol: Mapping[str, Any], where: str = "protocol") -> None:

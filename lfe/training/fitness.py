@@ -132,11 +132,10 @@ def scored_record(result: train_lib.TrainResult, gate: train_lib.TrainResult | N
         else:
             fitness = None
     return FitnessRecord(
-        None if result.status == Status.DIVERGED else result.best_val_accuracy, result.status,
-        (gate.steps_run if gate else 0) + result.steps_run,
+        fitness, status, (gate.steps_run if gate else 0) + result.steps_run,
         (gate.wall_time_s if gate else 0.0) + result.wall_time_s, result.curve,
         gate.best_train_accuracy if gate else None, result.best_train_accuracy,
-        result.best_val_accuracy, result.message)
+        result.best_val_accuracy, message)
 
 
 def stage_dataset(config: Any, stage: str) -> data_lib.Dataset:
