@@ -12,9 +12,17 @@ Variants (append ``,runlocal`` for a CPU smoke test on the ConvNet, 2 seeds, 60 
   table11  the same, fine-tuned from ImageNet weights
 
 Every (setting, loss, seed) is one resumable cell; losses may be genome JSON files (e.g.
-``--config.losses=cross_entropy,runs/eliminate/finalists/01_cand7.json``). Test accuracy of the
-final evaluation, training on the full training split. The architectures' protocols come from
-their configs (``configs/<architecture>.py``: App. D schedules and augmentation).
+``--config.losses=cross_entropy,runs/eliminate/finalists/01_cand7.json``). The result is the test
+accuracy of the final evaluation, training on the full training split; each table also shows,
+labelled "max over training, authors' metric", the best test accuracy over the run's
+evaluations, which is what the authors' script reports (it evaluates the test set every 100
+steps and keeps the maximum: a choice made on the test set, so for comparison with the paper
+only; here the test set is evaluated at the protocol's ``eval_every``). The architectures'
+protocols come from their configs (``configs/<architecture>.py``: App. D schedules and
+augmentation). Tables 10–11 load Cars196, Flowers102 and Caltech101 once at the largest phase
+size (300 px for Table 13's phases, 224 for fine-tuning), each image the centred square of its
+shorter side (the authors crop a random square of the shorter side at train and test time;
+``protocol.image_fit="squash"`` resizes the whole image instead, aspect ratio not kept).
 """
 
 import importlib
