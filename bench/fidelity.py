@@ -8,15 +8,16 @@ candidate with its fitness record and curve; ``events.jsonl``: when each was tol
 finished Table 4 cells (8,000-step curves) it writes to ``--out``:
 
 1. ``tau_evolution.csv``, ``tau_table4.csv``: Kendall's τ-b and Spearman's ρ between the
-   validation accuracy at step k (best-so-far and at-step readings, ``lfe.core.fidelity``) and
-   the final fitness (the best validation accuracy of the whole run);
+   validation or training accuracy at step k (best-so-far and at-step readings,
+   ``lfe.core.fidelity``) and the final fitness (the best validation accuracy of the run);
 2. ``replay.csv``, ``replay_stops.json``: rung schedules replayed on the candidates that trained
    the full surrogate run (``lfe.core.rungs``), the steps and core-hours they would have saved,
    which candidates they stop; ``gate_early.csv``: the gate's own curves at 400 steps;
-3. (unless ``--no-filter``) ``filter_scores.csv``, ``filter_summary.csv``, ``equivalence.json``:
-   the training-free loss filter (``lfe.training.loss_rejection``) on every candidate and every
-   library loss, from ``bench.fidelity_filter`` (needs CIFAR-10 in ``$LFE_DATA_DIR``);
-4. ``results.md`` with every table, ``summary.json``, figures ``tau.png`` (and ``filter.png``).
+3. (unless ``--no-filter``) ``filter_scores.csv`` (with gradient-equivalence groups),
+   ``filter_summary.csv``, ``filter.png``: the training-free loss filter
+   (``lfe.training.loss_rejection``) on every candidate and every library loss, from
+   ``bench.fidelity_filter`` (needs CIFAR-10 in ``$LFE_DATA_DIR``);
+4. ``results.md`` with every table, ``summary.json``, the figure ``tau.png``.
 
 In the evolution's records a scored child's curve is its surrogate run only (steps 100..2,000,
 plus step 750 where the stop rule was checked); its ``steps`` and ``wall_time_s`` include the
