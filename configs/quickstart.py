@@ -6,7 +6,9 @@ The paper's method scaled down: 16 random valid genomes in the initial populatio
 600 steps), population 8, tournament 4, 20 iterations; each child passes a 200-step ConvNet gate
 (train acc >= 0.20) before a 600-step ConvNet surrogate run. Two worker processes, one per core.
 Produces the full run directory (state, events, best genomes, Figures 2-4, TensorBoard events).
-Variant ``:runlocal``: a 3-minute smoke run (4 initial, population 3, 4 iterations, 100 steps).
+Variant ``:runlocal``: a smoke run (4 initial, population 3, 4 iterations, 100 steps): 76 s
+measured in-process on an idle 2-core machine (BENCHMARKS.md §5), 16–19 min with the 2 cores
+shared by several other jobs.
 """
 
 import ml_collections
