@@ -108,8 +108,8 @@ def worker_keras(steps: int, blocks: int, jit: bool) -> dict:
         step = 0
 
         def on_train_batch_begin(self, batch, logs=None):
-            tf.keras.backend.set_value(self.model.optimizer.learning_rate,
-                                       warmup_cosine(Schedule.step))
+            # a variable in Keras 2 (tf_keras, TF 2.15) and Keras 3 (TF >= 2.16) alike
+            self.model.optimizer.learning_rate.assign(warmup_cosine(Schedule.step))
             Schedule.step += 1
 
     images, labels = convnet_throughput._synthetic(8 * BATCH, 0)
