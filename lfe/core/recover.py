@@ -170,7 +170,7 @@ def recover(workdir: str) -> dict:
             raise ValueError(f"{workdir} has a good state checkpoint; nothing to recover "
                              "(rerun its command to resume)")
     except rundir.CorruptRunError:
-        pass
+        pass  # both checkpoints damaged: the case this command is for
     rundir.repair_events(workdir)
     state, summary = rebuild(params_of(config), int(config.get("seed", 0)),
                              rundir.read_events(workdir), read_asked(workdir))
