@@ -26,7 +26,16 @@ The best evolved loss is then re-trained on the full Table 4 protocol against cr
 
 (copy ``results/table4/cells/cross_entropy__seed*.json`` into its ``cells/`` first: the same
 protocol and seeds, so those cross-entropy runs are reused, not repeated).
-Variants: ``:runlocal`` (a 2-minute smoke run), ``:ce_baseline``, ``:retrain`` (above).
+Variants: ``:runlocal`` (a 2-minute smoke run), ``:ce_baseline``, ``:retrain`` (above), and
+``:rungs`` (issue #20): the same search with rungs, for a side-by-side comparison at the same
+training budget. Only the rungs differ from the committed run: rungs at 400 and 1,200 steps of
+the 2,000-step surrogate run, the top third of the children that reached a rung before
+promoted, ranked by best training accuracy so far (results/fidelity); the committed run's
+novelty scope (``archive``) and diverged-run rule (``failed``), which it ran with before those
+settings existed; another seed (1); and instead of 30 iterations a budget of 5.35 core-hours
+(the committed run's) of training over all sessions (``max_core_hours``)::
+
+    python -m lfe.main --config=configs/cpu_evolution.py:rungs --workdir=runs/cpu_evolution_rungs
 """
 
 import ml_collections
@@ -36,6 +45,8 @@ from lfe.core import protocol as protocol_lib
 from lfe.experiments import defaults, evolve
 
 SURROGATE_STEPS = 2000
+# cross-entropy's (max, mean, min) on the surrogate protocol (results/cpu_evolution/ce_baseline)
+CE_BAND = (0.51419997215271, 0.5022800028324127, 0.49300000071525574)
 
 
 def surrogate_protocol(steps: int = SURROGATE_STEPS) -> ml_collections.ConfigDict:
@@ -86,12 +97,21 @@ def _retrain() -> ml_collections.ConfigDict:
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     variant = common.parse_arg(
-        arg, __file__, run=common.one_of("runlocal", "ce_baseline", "retrain", default=""))
+        arg, __file__, run=common.one_of("runlocal", "ce_baseline", "retrain", "rungs",
+                                         default=""))
     if variant.run == "ce_baseline":
         return _ce_baseline()
     if variant.run == "retrain":
         return _retrain()
     c = _evolution()
+    if variant.run == "rungs":
+        c.seed = 1
+        c.novelty, c.fitness.on_diverged = "archive", "failed"  # as the committed run
+        c.rungs, c.rung_fraction, c.rung_score = (400, 1200), 1 / 3, "train"
+        c.max_iterations, c.max_core_hours = 1000, 5.35  # the budget decides
+        c.ce_band = CE_BAND
+        c.command = ("python -m lfe.main --config=configs/cpu_evolution.py:rungs "
+                     "--workdir=runs/cpu_evolution_rungs")
     if variant.run == "runlocal":
         c.initial_population, c.population_size, c.tournament_size = 4, 3, 2
         c.max_iterations = 3

@@ -49,11 +49,14 @@ def substitute(**targets: str) -> Iterator[None]:
 
 
 def evaluate_candidate(spec: dict, fitness_config: dict, seed: int,
-                       stage: str = "surrogate", checkpoint_dir: str = "") -> dict:
+                       stage: str = "surrogate", checkpoint_dir: str = "",
+                       rung: Sequence[int] | None = None) -> dict:
     """One candidate's fitness (gate, then its stage protocol): ``FitnessRecord.to_dict()``.
 
     ``checkpoint_dir``: where its runs keep mid-training checkpoints (protocols with
-    ``checkpoint_every``); an interrupted evaluation resumes from them; removed when it ends."""
+    ``checkpoint_every``; and a run paused at a rung); an interrupted evaluation resumes from
+    them; removed when it ends, unless it paused. ``rung``: ``[index, until]`` for a candidate
+    trained in rungs (``lfe.training.fitness.evaluate``)."""
     import ml_collections
 
     from lfe.training import checkpoint, compilation_cache, fitness, losses
@@ -61,18 +64,23 @@ def evaluate_candidate(spec: dict, fitness_config: dict, seed: int,
     compilation_cache.enable()
     cfg = ml_collections.ConfigDict(fitness_config)
     record = fitness.evaluate(losses.from_spec(spec), cfg, seed=seed, stage=stage,
-                              checkpoint_dir=checkpoint_dir).to_dict()
-    checkpoint.remove(checkpoint_dir)
+                              checkpoint_dir=checkpoint_dir,
+                              rung=tuple(rung) if rung is not None else None).to_dict()
+    if record["status"] != "paused":
+        checkpoint.remove(checkpoint_dir)
     return record
 
 
 def evaluate_candidates(specs: Sequence[dict], fitness_config: dict, seeds: Sequence[int],
-                        stage: str = "surrogate") -> list[dict]:
-    """``evaluate_candidate`` for K candidates trained at once (``vmap`` executor)."""
+                        stage: str = "surrogate", rung: Sequence[int] | None = None
+                        ) -> list[dict]:
+    """``evaluate_candidate`` for K candidates trained at once (``vmap`` executor; without
+    checkpoints: a candidate trained in rungs trains again from step 0 in each task)."""
     from lfe.training import compilation_cache, population
 
     compilation_cache.enable()
-    return population.evaluate_population(specs, fitness_config, seeds, stage)
+    extra = () if rung is None else (tuple(rung),)
+    return population.evaluate_population(specs, fitness_config, seeds, stage, *extra)
 
 
 def candidates_per_population(mode: str = "auto", k: int = 0) -> int:

@@ -59,7 +59,8 @@ def config(**overrides):
     return cfg
 
 
-def run(cfg, checkpoint_dir="", stop_at=None, seed=0, loss_fn=cross_entropy, rows=None):
+def run(cfg, checkpoint_dir="", stop_at=None, seed=0, loss_fn=cross_entropy, rows=None,
+        until=0):
     """train.run; raises Interrupted right after the evaluation at step `stop_at`."""
     def log(row):
         if rows is not None:
@@ -69,7 +70,8 @@ def run(cfg, checkpoint_dir="", stop_at=None, seed=0, loss_fn=cross_entropy, row
 
     return train.run(get_model("convnet", num_classes=4), loss_fn, cfg, seed=seed,
                      train_images=TRAIN[0], train_labels=TRAIN[1], val_images=VAL[0],
-                     val_labels=VAL[1], log_fn=log, checkpoint_dir=checkpoint_dir)
+                     val_labels=VAL[1], log_fn=log, checkpoint_dir=checkpoint_dir,
+                     until=until)
 
 
 def same(a, b):
@@ -117,6 +119,40 @@ def test_stop_rules_carry_over_a_resume(tmp_path):
     assert whole.status == "stopped_early" and whole.steps_run == 60
     interrupt(cfg, tmp_path, 40, loss_fn=never_learns)  # resumes at 20, the first rule decided
     assert same(run(cfg, str(tmp_path), loss_fn=never_learns), whole)
+
+
+def test_a_run_paused_at_rungs_continues_exactly(tmp_path, baseline):
+    """Rungs (lfe.core.rungs): pause at 20, continue to 60, then to the end = one run, from the
+    kept checkpoints (no checkpoint_every needed) or, without a folder, trained again."""
+    folder = str(tmp_path / "rungs")
+    rows = []
+    first = run(config(), folder, until=20, rows=rows)
+    assert first.status == "paused" and first.steps_run == 20 and rows == [20]
+    assert first.curve == baseline.curve[:1] and first.start_step == 0
+    assert os.listdir(folder) == ["step_00000020"]  # kept for the continuation
+    second = run(config(), folder, until=60, rows=rows)
+    assert second.status == "paused" and second.curve == baseline.curve[:3]
+    assert second.start_step == 20 and rows == [20, 40, 60]
+    again = run(config(), folder, until=60, rows=rows)  # the same task again (a lost result)
+    assert again.status == "paused" and again.curve == second.curve and rows[-1] == 60
+    last = run(config(), folder, rows=rows)
+    assert same(last, baseline) and rows[-1] == 80 and last.start_step == 60
+    assert not os.path.exists(folder)  # removed once the run ends
+    fresh = run(config(), "", until=60)  # no folder: trains from 0, the same steps
+    assert fresh.curve == baseline.curve[:3] and fresh.start_step == 0
+    truncated = run(protocol_lib.truncated(config(), 60))  # what the vmap path trains
+    assert truncated.curve == baseline.curve[:3] and truncated.status == "ok"
+    with pytest.raises(ValueError, match="pause only at one of its evaluation steps"):
+        run(config(), "", until=30)
+
+
+def test_truncated_cuts_the_phases():
+    cfg = config(phases=PHASES, augment=RESIZED)
+    cut = protocol_lib.truncated(cfg, 50)
+    assert cut.steps == 50 and [p["steps"] for p in cut.phases] == [40, 10]
+    assert cut.total_steps == cfg.total_steps  # the same schedule
+    with pytest.raises(ValueError, match="until"):
+        protocol_lib.truncated(cfg, 80)
 
 
 def test_checkpointing_off_changes_nothing(tmp_path, baseline):

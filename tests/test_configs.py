@@ -170,7 +170,8 @@ def test_every_config_and_named_variant_builds():
         None, "authors", "automl", "runlocal", "authors,automl", "authors,runlocal",
         "automl,runlocal"}
     assert set(ALL_VARIANTS["surrogate"]) == {None, "convnet", "automl"}
-    assert set(ALL_VARIANTS["cpu_evolution"]) == {None, "runlocal", "ce_baseline", "retrain"}
+    assert set(ALL_VARIANTS["cpu_evolution"]) == {None, "runlocal", "ce_baseline", "retrain",
+                                                "rungs"}
     assert set(ALL_VARIANTS["davidnet"]) == {None, "cutmix", "runlocal", "cutmix,runlocal"}
     for name in ("augment_grid", "report"):
         assert ALL_VARIANTS[name] == [None]

@@ -34,10 +34,10 @@ def small_config():
     return c
 
 
-def cli(workdir):
+def cli(workdir, *extra):
     args = [f"--config.{k}={v}" for k, v in OVERRIDES.items()]
     return [sys.executable, "-m", "tests.drive", f"--task=evaluate={FAKE}",
-            "--config=configs/quickstart.py:runlocal", f"--workdir={workdir}", *args]
+            "--config=configs/quickstart.py:runlocal", f"--workdir={workdir}", *args, *extra]
 
 
 def told_count(events):
@@ -95,10 +95,14 @@ def test_changed_config_is_refused(tmp_path, cifar_dir):
 
 
 @pytest.mark.slow
-def test_kill_9_and_resume_ends_in_the_same_state(tmp_path, cifar_dir):
+@pytest.mark.parametrize("extra", [(), ("--config.rungs=(50,)", "--config.rung_fraction=0.5")],
+                         ids=["paper", "rungs"])
+def test_kill_9_and_resume_ends_in_the_same_state(tmp_path, cifar_dir, extra):
+    """Also with rungs (issue #20): a child paused at a rung when the controller dies goes on
+    from the rung after the restart, and the run ends as an uninterrupted one."""
     env = dict(os.environ, LFE_DATA_DIR=str(cifar_dir), JAX_PLATFORMS="cpu")
     straight = tmp_path / "straight"
-    subprocess.run(cli(straight), cwd=ROOT, env=env, check=True, capture_output=True,
+    subprocess.run(cli(straight, *extra), cwd=ROOT, env=env, check=True, capture_output=True,
                    timeout=600)
     killed = tmp_path / "killed"
     events = killed / "events.jsonl"
@@ -107,7 +111,7 @@ def test_kill_9_and_resume_ends_in_the_same_state(tmp_path, cifar_dir):
     # Kill on progress, not on a clock: each attempt is killed soon after the run has told
     # its target number of evaluations (of 20), so a fast machine is killed mid-run too.
     for target in (2, 7, 13, None):
-        proc = subprocess.Popen(cli(killed), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen(cli(killed, *extra), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
         if target is None:
             proc.wait(timeout=600)
@@ -125,8 +129,12 @@ def test_kill_9_and_resume_ends_in_the_same_state(tmp_path, cifar_dir):
     assert proc.returncode == 0, proc.stderr.read().decode()[-2000:]
     assert kills >= 1
     assert final_state(killed) == final_state(straight)
-    told = [e["id"] for e in rundir.read_events(str(killed))]
-    assert len(told) == len(set(told))  # no evaluation told twice
+    told = [(e["id"], e["record"].get("rung")) for e in rundir.read_events(str(killed))
+            if e["record"]["status"] != "paused"]
+    paused = [(e["id"], e["record"]["rung"]) for e in rundir.read_events(str(killed))
+              if e["record"]["status"] == "paused"]
+    assert len(told) == len(set(told)) and len(paused) == len(set(paused))  # none told twice
+    assert bool(paused) == bool(extra)
 
 
 def test_evolve_configs_and_controller_modules_do_not_import_jax():

@@ -373,6 +373,15 @@ def test_same_seed_same_genomes_inprocess_and_ray_with_capacity_1(cluster, tmp_p
     assert a == b  # and everything else: records, population, log, RNG
 
 
+def test_rungs_on_ray_end_as_in_process(cluster, tmp_path):
+    """Children paused at rungs and promoted (issue #20) on Ray: the same run as in process."""
+    rungs = {"rungs": (50,), "rung_fraction": 0.5}
+    main.dispatch(small_config("inprocess", **rungs), str(tmp_path / "inprocess"))
+    main.dispatch(small_config("ray", workers=1, **rungs), str(tmp_path / "ray"))
+    a, b = (rundir.load_state(str(tmp_path / d)) for d in ("inprocess", "ray"))
+    assert a["rung_log"] and a == b
+
+
 def test_timed_out_candidates_are_failed_children(cluster, tmp_path):
     c = small_config("ray", workers=2)
     c.ray.timeout_s = 0.01  # every evaluation times out

@@ -118,7 +118,7 @@ def test_evaluate_reads_on_diverged_from_the_config_and_the_gate_ignores_it(
     runs = {}
     monkeypatch.setattr(fitness, "load_dataset", lambda *a, **k: None)
     monkeypatch.setattr(fitness, "train_once",
-                        lambda loss, protocol, data, seed, folder: runs[protocol.steps])
+                        lambda loss, protocol, data, seed, folder, until=0: runs[protocol.steps])
     runs[c.gate.steps] = _run("ok", (), 0.0)  # gate passed (best train accuracy 0.5)
     runs[c.surrogate.steps] = _run("diverged", CURVE, 0.42, "non-finite loss at step 350")
     assert fitness.evaluate(L.get("cross_entropy"), c, seed=0).fitness == expected

@@ -25,6 +25,9 @@ what a run that hits a non-finite loss scores, is the third: ``lfe.core.records`
   tournaments). A re-scored member keeps its slot under the re-scoring candidate's id (stage
   ``surrogate``, iteration None, parent = the initial genome); a failed re-scoring leaves it
   fitness 0, as the authors' code does, until it ages out.
+
+``rungs`` (off by default, the paper's schedule): children train in rungs with asynchronous
+promotion, and tournaments compare members at the same fidelity (``lfe.core.rungs``).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import numpy as np
 
 from lfe.core import equation as equation_lib
 from lfe.core import genome as genome_lib
-from lfe.core import integrity, records
+from lfe.core import integrity, records, rungs
 from lfe.core.state import Attempt, Candidate, Evaluated, LogRow, Member, Retry, State
 
 NOVELTY_SCOPES = ("population", "archive")
@@ -60,8 +63,16 @@ class Params:
     mutation_batch: int = 64  # mutations judged per jitted integrity call; never changes results
     novelty: str = "population"  # or "archive" (module docstring)
     rescore_initial: bool = False  # the authors' code re-scores; on where protocols differ
+    rungs: tuple[int, ...] = ()  # steps of a child's surrogate run; () = the paper's schedule
+    rung_fraction: float = 1 / 3
+    rung_score: str = "train"
+
+    @property
+    def schedule(self) -> rungs.Schedule:
+        return rungs.Schedule(self.rungs, self.rung_fraction, self.rung_score)
 
     def __post_init__(self):
+        object.__setattr__(self, "rungs", self.schedule.steps)  # checked, as ints
         if self.novelty not in NOVELTY_SCOPES:
             raise ValueError(f"evolution novelty must be one of {', '.join(NOVELTY_SCOPES)}, "
                              f"got {self.novelty!r}")
@@ -179,7 +190,7 @@ def _complete(state: State, iteration: int, outcome: str, child: int | None = No
         state.population = _aged(state.population)
     state.iterations_done += 1
     state.log.append(LogRow(state.iterations_done, iteration, outcome, child, removed,
-                            **population_stats(state.population)))
+                            **population_stats(rungs.at_top(state, state.population))))
 
 
 # --------------------------------------------------------------------------- ask
@@ -234,7 +245,8 @@ def _next_job(params: Params, state: State, rng: np.random.Generator
     if state.iterations_started >= params.max_iterations or not state.population:
         return None
     state.iterations_started += 1
-    winner = tournament(rng, [m.fitness for m in state.population], params.tournament_size)
+    keys = rungs.sort_keys(state, state.population, len(params.rungs))
+    winner = tournament(rng, keys, params.tournament_size)
     return state.iterations_started, state.population[winner].id, 0
 
 
@@ -353,6 +365,10 @@ def tell(params: Params, state: State, candidate_id: int, record: dict) -> State
                          "; only in-flight candidates can be told")
     rec = _normalise_record(record)
     state = state.copy()
+    if params.rungs or rec["status"] == "paused":  # a child's task (lfe.core.rungs)
+        rec = rungs.settle(params.schedule, state, candidate_id, rec)
+        if rec is None:  # promoted at a rung: it trains on
+            return state
     cand = state.in_flight.pop(pos)
     state.evaluated.append(Evaluated(**cand.to_dict(), record=rec))
     if cand.stage == "initial":
@@ -431,7 +447,7 @@ def history(state: State) -> list[dict]:
     """Population best / mean / median after each completed iteration (row 0: the initial
     population; rows of an empty population, which cannot be drawn, are left out) — the rows of
     Figure 4. ``state.log`` keeps every row."""
-    return [dataclasses.asdict(r) for r in state.log if r.best is not None]
+    return rungs.annotate(state, [dataclasses.asdict(r) for r in state.log if r.best is not None])
 
 
 def best(state: State, k: int, stage: str | None = None) -> list[dict]:
@@ -448,7 +464,7 @@ def best(state: State, k: int, stage: str | None = None) -> list[dict]:
     ok = list(firsts.values())
     return [{"id": e.id, "fitness": e.fitness, "sign": e.sign, "equation": e.equation,
              "genome": e.genome, "stage": e.stage, "iteration": e.iteration,
-             "status": e.record["status"]} for e in ok[:k]]
+             "status": e.record["status"], "rung": e.record.get("rung")} for e in ok[:k]]
 
 
 def count_above(state: State, threshold: float) -> dict[str, int]:
@@ -488,5 +504,6 @@ def summary(state: State) -> dict:
             "failed_attempts": {"error": sum(not a.lost for a in state.attempts),  # retried
                                 "lost": sum(a.lost for a in state.attempts)},  # or gave up
             "in_flight": len(state.in_flight), "population": len(state.population),
-            **population_stats(state.population),
+            **population_stats(rungs.at_top(state, state.population)),
+            **rungs.summary(state),
             "best_evaluated": max(fitted) if fitted else None}

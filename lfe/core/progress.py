@@ -30,6 +30,7 @@ later).
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from lfe.core import records
 
@@ -152,6 +153,16 @@ def line(state, candidate_id: int, record: dict, *, initial_population: int,
     return "  ".join(parts)
 
 
+def rung_line(candidate: dict, arrival, schedule, max_iterations: int) -> str:
+    """The line of a child promoted at a rung (it trains on: nothing is told yet)."""
+    k = arrival.rung
+    nxt = f"step {schedule.steps[k + 1]}" if k + 1 < schedule.top else "the end"
+    return (f"[iter {candidate['iteration']}/{max_iterations}] cand {candidate['id']} "
+            f"(child of {candidate['parent']}): rung {k + 1}/{schedule.top} (step "
+            f"{schedule.steps[k]}) best {schedule.score} accuracy {percent(arrival.score)}, "
+            f"promoted; trains on to {nxt}")
+
+
 def summary_lines(summary: dict, elapsed: float | None = None) -> list[str]:
     """``evolution.summary`` as ``key: value`` lines, fitness values as percentages (``best``,
     ``mean``, ``median`` are the population's; ``best_evaluated`` the best ever evaluated)."""
@@ -214,3 +225,11 @@ def history_scalars(state) -> list[tuple[int, int, dict]]:
             k += 1
         out.append((i + 1, e.id, scalars(i + 1, rows[k] if k >= 0 else None, e.fitness)))
     return out
+
+
+def core_hours(state) -> float:
+    """Training time spent so far: the evaluations' wall times (each on one core with the pool
+    executor), with the tasks of children paused at a rung, in hours."""
+    return math.fsum([float(e.record.get("wall_time_s") or 0.0) for e in state.evaluated]
+                     + [a.wall_time_s for a in state.rung_log
+                        if any(c.id == a.id for c in state.in_flight)]) / 3600

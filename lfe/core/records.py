@@ -6,9 +6,17 @@ its JSON is the contract between workers, the controller and run directories of 
 Statuses: ``ok`` (trained to the end), ``stopped_early`` (a stop rule ended the run; its best
 validation accuracy so far is still its fitness, paper §3.7), and the failed children, which
 never enter the population and have no fitness: ``gated`` (below the gate's training accuracy),
+``filtered`` (rejected before any training by the training-free filter, ``fitness.filter``),
 ``diverged`` (a non-finite loss), ``timed_out`` (the executor cancelled it at its time limit),
 ``error`` (it raised, or its worker kept dying, on every attempt the failure policy allows:
 ``lfe.core.retry``; the message holds the last error).
+
+With rungs (``lfe.core.rungs``; off by default) a child trains in tasks that stop at rungs: a
+task that stops there returns ``paused`` (its best validation accuracy so far and ``rung``, the
+rung's index), which the controller keeps in its state and never stores as an evaluation; a
+child not promoted at a rung is told as ``stopped_at_rung`` with that record's fitness and
+``rung``. Both are scored, not failed. ``rung`` is absent from every other record, so runs
+without rungs write the records they always did.
 
 What a scored run (not the gate) that hits a non-finite loss becomes is the fitness config's
 ``on_diverged`` (``ON_DIVERGED``): ``best_so_far`` (the default, the authors' code: Keras'
@@ -33,16 +41,19 @@ class Status(enum.StrEnum):
     OK = "ok"
     STOPPED_EARLY = "stopped_early"
     GATED = "gated"
+    FILTERED = "filtered"  # rejected by the training-free filter (fitness.filter), untrained
     DIVERGED = "diverged"
     TIMED_OUT = "timed_out"
     ERROR = "error"
+    PAUSED = "paused"  # trained to a rung; the controller decides whether it goes on
+    STOPPED_AT_RUNG = "stopped_at_rung"  # not promoted at a rung: scored there
 
     @property
     def failed(self) -> bool:
         return self in FAILED
 
 
-FAILED = frozenset({Status.GATED, Status.DIVERGED, Status.TIMED_OUT, Status.ERROR})
+FAILED = frozenset({Status.GATED, Status.FILTERED, Status.DIVERGED, Status.TIMED_OUT, Status.ERROR})
 STATUSES = tuple(s.value for s in Status)
 
 
@@ -60,6 +71,7 @@ class FitnessRecord:
     best_train_accuracy: float = 0.0
     best_val_accuracy: float = 0.0  # also kept for diverged runs, for inspection
     message: str = ""
+    rung: int | None = None  # paused / stopped_at_rung: the rung's index (else absent)
 
     def __post_init__(self):
         object.__setattr__(self, "status", Status(self.status))
@@ -72,6 +84,8 @@ class FitnessRecord:
         d = dataclasses.asdict(self)
         d["status"] = self.status.value
         d["curve"] = [list(row) for row in self.curve]
+        if d["rung"] is None:
+            del d["rung"]
         return d
 
     @classmethod

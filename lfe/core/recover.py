@@ -105,6 +105,10 @@ def _in_flight(state: State, c: Candidate, children: set[int]) -> State:
     return state
 
 
+def _flying(state: State, cid: int) -> bool:
+    return any(c.id == cid for c in state.in_flight)
+
+
 def rebuild(params: evolution.Params, seed: int, events: list[dict],
             asked: dict[int, dict]) -> tuple[State, dict]:
     """The state that tells ``events`` (in order) after the candidates of ``asked``, and a
@@ -128,9 +132,11 @@ def rebuild(params: evolution.Params, seed: int, events: list[dict],
         if cid not in known:
             missing.append(cid)
             continue
-        state = _in_flight(state, known[cid], children)
+        if not _flying(state, cid):  # a child paused at a rung is still in flight
+            state = _in_flight(state, known[cid], children)
         state = evolution.tell(params, state, cid, e["record"])
-        told.add(cid)
+        if not _flying(state, cid):  # told (not promoted at a rung)
+            told.add(cid)
     if missing:
         raise ValueError(
             f"{len(missing)} finished evaluations in {rundir.EVENTS} (candidates "
@@ -144,7 +150,7 @@ def rebuild(params: evolution.Params, seed: int, events: list[dict],
                          "their genomes (a run older than it); the state cannot be rebuilt")
     initial = {c.id for c in state.initial_queue}
     for cid in sorted(set(known) - told):
-        if cid not in initial or cid in asked:
+        if (cid not in initial or cid in asked) and not _flying(state, cid):
             state = _in_flight(state, known[cid], children)
     state = state.copy()
     state.in_flight.sort(key=lambda c: c.id)

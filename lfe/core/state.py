@@ -22,6 +22,9 @@ the layout below: the first run directories' plus the optional ``attempts``) and
                                  lost} (``lfe.core.retry``); written only once a task has failed,
                                  so states without any keep the first runs' layout and those
                                  runs (which have none) load as they are
+    rung_log                     with rungs (``lfe.core.rungs``; absent otherwise): each arrival
+                                 of a child at a rung, in arrival order: {id, rung (index),
+                                 score, promoted, steps, wall_time_s, gate_train_accuracy}
 
 A candidate is ``{id, genome (genome.to_dict), sign, equation, stage ("initial" | "surrogate"),
 iteration (None for initial), parent (None for initial), failed_children (failed children of its
@@ -107,6 +110,21 @@ class Attempt:
 
 
 @dataclasses.dataclass(frozen=True)
+class Arrival:
+    """Child ``id`` reached rung ``rung`` (an index) with ``score``; ``promoted``: it trains on.
+    ``steps``, ``wall_time_s``, ``gate_train_accuracy``: of the task that brought it there (the
+    candidate's record sums its tasks, ``lfe.core.rungs.merge``)."""
+
+    id: int
+    rung: int
+    score: float
+    promoted: bool
+    steps: int
+    wall_time_s: float
+    gate_train_accuracy: float | None
+
+
+@dataclasses.dataclass(frozen=True)
 class LogRow:
     """One completed iteration (iteration 0: the initial population) and the population's
     best / mean / median fitness after it (Figure 4)."""
@@ -139,6 +157,7 @@ class State:
     iterations_done: int = 0
     log: list[LogRow] = dataclasses.field(default_factory=list)
     attempts: list[Attempt] = dataclasses.field(default_factory=list)
+    rung_log: list[Arrival] = dataclasses.field(default_factory=list)
 
     def copy(self) -> State:
         """A copy safe to change: entries are frozen, so copying the lists is enough."""
@@ -176,5 +195,7 @@ class State:
 
 
 _LISTS = {"initial_queue": Candidate, "in_flight": Candidate, "retries": Retry,
-          "evaluated": Evaluated, "population": Member, "log": LogRow, "attempts": Attempt}
-_OPTIONAL = frozenset({"attempts"})  # newer than the first runs: absent there, and when empty
+          "evaluated": Evaluated, "population": Member, "log": LogRow, "attempts": Attempt,
+          "rung_log": Arrival}
+# newer than the first runs: absent there, and when empty
+_OPTIONAL = frozenset({"attempts", "rung_log"})

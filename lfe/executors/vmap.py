@@ -58,7 +58,8 @@ class PopulationExecutor:
         if target != worker.EVALUATE:
             return None
         _, config, _, *rest = args
-        return json.dumps([config, rest[0] if rest else "surrogate"], sort_keys=True)
+        rung = rest[2] if len(rest) > 2 else None  # (stage, checkpoint folder, rung)
+        return json.dumps([config, rest[0] if rest else "surrogate", rung], sort_keys=True)
 
     def wait_any(self) -> list[tuple[str, Outcome]]:
         if not self._queue:
@@ -76,8 +77,10 @@ class PopulationExecutor:
                 rest.append(task)
         self._queue = rest
         _, config, _, *stage = args[:4]  # a population run keeps no mid-training checkpoints
+        rung = tuple(args[5:6])  # a child in rungs: trained again from step 0 to its rung
         outcome = call(worker.EVALUATE_MANY, ([a[0] for _, a in group], config,
-                                              [a[2] for _, a in group], *stage))
+                                              [a[2] for _, a in group], *(stage or ["surrogate"]),
+                                              *rung))
         if outcome.error is not None:
             return [(k, outcome) for k, _ in group]
         return [(k, Outcome(value=v)) for (k, _), v in zip(group, outcome.value, strict=True)]

@@ -40,12 +40,21 @@ def evolve() -> ml_collections.ConfigDict:
     c.max_failed_children = 7
     c.max_iterations = 2000
     c.max_hours = 0.0  # wall-clock budget per invocation; 0 = none
+    # training budget of the whole run over all sessions: the summed wall time of its
+    # evaluations (one core each on the pool executor); no new candidate once spent; 0 = none
+    c.max_core_hours = 0.0
     # a child's novelty is checked against the current population ("population", Alg. 1 and
     # §3.3: a copy may return once its original aged out) or every genome drawn ("archive")
     c.novelty = "population"
     # score the best initial genomes again with the surrogate before evolving (the authors'
     # code); on in configs/surrogate.py, whose initial and surrogate protocols differ
     c.rescore_initial = False
+    # multi-fidelity (lfe.core.rungs; () = off, the paper's schedule): steps of a child's
+    # surrogate run where it stops unless its best training ("train") or validation ("val")
+    # accuracy so far ranks in the top rung_fraction of the children that got there before it
+    c.rungs = ()
+    c.rung_fraction = 1 / 3
+    c.rung_score = "train"
     executors.runner(c, seed=0)  # executor, workers, ray, data_dir, seed
     c.fitness = protocol_lib.fitness_config()
     c.fitness.data_dir = c.get_ref("data_dir")  # the fitness config workers get carries it

@@ -25,6 +25,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
+import shutil
 import sys
 import time
 
@@ -35,18 +36,23 @@ from lfe.core import equation, evolution, fileio, metrics, protocol, records, re
 from lfe.core import genome as genome_lib
 from lfe.core import progress as progress_lib
 from lfe.core import retry as retry_policy
+from lfe.core import rungs as rungs_lib
 from lfe.core.state import State
 from lfe.executors import pool
 from lfe.experiments import defaults
 
 # Fields that may change between a run and its resumption; any other change is refused.
-RESUMABLE_CHANGES = ("max_iterations", "max_hours", "executor", "workers", "ray", "plot_every",
+RESUMABLE_CHANGES = ("max_iterations", "max_hours", "max_core_hours", "executor", "workers", "ray",
+                     "plot_every",
                      "command", "ce_band", "top_k",  # the last two only change outputs
                      "data_dir", "fitness.data_dir",  # the data may move (older runs: no data_dir)
                      "evaluator",  # older runs name the evaluation, now always lfe.worker's
                      "max_task_retries")  # how a failed evaluation is retried (older: absent)
 # Settings newer than the first runs, and what runs without them did (``rundir.claim``).
-BEFORE_SETTING = {"novelty": "archive", "rescore_initial": False, "fitness.on_diverged": "failed"}
+BEFORE_SETTING = {"novelty": "archive", "rescore_initial": False, "fitness.on_diverged": "failed",
+                  "rungs": [], "rung_fraction": 1 / 3, "rung_score": "train",
+                  **{f"fitness.filter.{k}": v
+                     for k, v in protocol.filter_config().to_dict().items()}}
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -55,13 +61,18 @@ def default_config() -> ml_collections.ConfigDict:
 
 def params_of(config) -> evolution.Params:
     records.check_on_diverged(config.fitness.get("on_diverged", "failed"))  # read by workers
-    return evolution.Params(
+    params = evolution.Params(
         population_size=config.population_size, initial_population=config.initial_population,
         tournament_size=config.tournament_size,
         max_mutation_attempts=config.max_mutation_attempts,
         max_failed_children=config.max_failed_children, max_iterations=config.max_iterations,
         op_set=config.op_set, init=config.init, novelty=config.get("novelty", "archive"),
-        rescore_initial=bool(config.get("rescore_initial", False)))
+        rescore_initial=bool(config.get("rescore_initial", False)),
+        rungs=tuple(config.get("rungs", ())), rung_fraction=config.get("rung_fraction", 1 / 3),
+        rung_score=config.get("rung_score", "train"))
+    if params.rungs:
+        rungs_lib.check_schedule(params.rungs, config.fitness.surrogate)
+    return params
 
 
 def _spec(candidate) -> dict:
@@ -69,13 +80,17 @@ def _spec(candidate) -> dict:
             "sign": candidate.sign}
 
 
-def _checkpoint_args(fitness_cfg: dict, workdir: str, candidate) -> tuple:
+def _checkpoint_args(fitness_cfg: dict, workdir: str, candidate, rung=None) -> tuple:
     """``(<workdir>/checkpoints/cand<id>,)`` (absolute) when a protocol the candidate trains sets
-    ``checkpoint_every``; else ``()``, so the task's arguments stay as they were."""
+    ``checkpoint_every``; else ``()``, so the task's arguments stay as they were. A child
+    trained in rungs always has the folder, and ``rung`` (``[index, until]``) after it."""
+    folder = os.path.join(os.path.abspath(workdir), "checkpoints", f"cand{candidate.id}")
+    if rung is not None:
+        return folder, list(rung)
     trained = [fitness_cfg[candidate.stage], fitness_cfg.get("gate") or {}]
     if not any(protocol.checkpoint_every(p) for p in trained):
         return ()
-    return (os.path.join(os.path.abspath(workdir), "checkpoints", f"cand{candidate.id}"),)
+    return (folder,)
 
 
 class _Run:
@@ -108,25 +123,48 @@ class _Run:
                           elapsed=self.clock.elapsed(time.time()))
 
     def tell(self, candidate_id: int, record: dict, *, log: bool = True) -> None:
+        candidate = self.in_flight(candidate_id)
+        asked = candidate.to_dict() if candidate is not None else None
         if log:  # the candidate too, so lfe.core.recover can rebuild a lost state from the log
-            asked = next((c.to_dict() for c in self.state.in_flight if c.id == candidate_id), None)
             rundir.append_event(self.workdir, {"id": candidate_id, "record": record,
                                                "candidate": asked, "time": time.time(),
                                                "git_revision": fileio.git_revision()})
         self.state = evolution.tell(self.params, self.state, candidate_id, record)
         self.save()
+        if self.in_flight(candidate_id):  # promoted at a rung: trains on (lfe.core.rungs)
+            arrival = self.state.rung_log[-1]
+            print(progress_lib.rung_line(asked, arrival, self.params.schedule,
+                                         self.params.max_iterations), flush=True)
+            return
+        if record.get("status") == "paused":  # stopped at its rung: its checkpoint goes
+            shutil.rmtree(_checkpoint_args(self.fitness_cfg, self.workdir, candidate, ())[0],
+                          ignore_errors=True)
         self.told_since_plot += 1
         self.progress(candidate_id, record)
+
+    def in_flight(self, candidate_id: int):
+        """The in-flight candidate ``candidate_id``, or None."""
+        return next((c for c in self.state.in_flight if c.id == candidate_id), None)
 
     def replay_events(self) -> set[int]:
         """Tells in-flight candidates whose evaluation finished before a kill."""
         rundir.repair_events(self.workdir)
         waiting = {c.id for c in self.state.in_flight}
         told = set()
+        booked = {(a.id, a.rung) for a in self.state.rung_log}  # rung arrivals in the state
         for event in rundir.read_events(self.workdir):
-            if event["id"] in waiting and event["id"] not in told:
-                self.tell(event["id"], event["record"], log=False)
-                told.add(event["id"])
+            cid, record = event["id"], event["record"]
+            if cid not in waiting or cid in told:
+                continue
+            if record.get("status") == "paused":
+                if (cid, record.get("rung")) not in booked:
+                    self.tell(cid, record, log=False)
+                    booked.add((cid, record.get("rung")))
+                if self.in_flight(cid):
+                    continue
+            else:
+                self.tell(cid, record, log=False)
+            told.add(cid)
         return told
 
     def start_session(self) -> None:
@@ -168,13 +206,19 @@ class _Run:
             self.write_outputs()
 
     def budget_left(self) -> bool:
-        hours = self.config.max_hours
+        hours, core_hours = self.config.max_hours, self.config.get("max_core_hours", 0.0)
+        if core_hours and progress_lib.core_hours(self.state) >= core_hours:
+            return False
         return not hours or (time.time() - self.start) < hours * 3600
 
     def submit(self, executor, candidate) -> None:
         args = (_spec(candidate), self.fitness_cfg,
                 int(self.config.seed) * 1_000_003 + int(candidate.id), candidate.stage)
-        args += _checkpoint_args(self.fitness_cfg, self.workdir, candidate)
+        rung = None
+        if self.params.rungs and candidate.iteration is not None:  # a child: in rungs
+            index = rungs_lib.next_rung(self.state, candidate.id)
+            rung = [index, self.params.schedule.until(index)]
+        args += _checkpoint_args(self.fitness_cfg, self.workdir, candidate, rung)
         executor.submit(str(candidate.id), self.evaluate, *args)
 
     def failed_attempt(self, executor, candidate_id: int, outcome) -> None:
@@ -294,6 +338,9 @@ def _evolve(r: _Run, executor) -> None:
                 r.failed_attempt(executor, int(key), outcome)
             else:
                 r.tell(int(key), outcome.value)
+                promoted = r.in_flight(int(key))
+                if promoted is not None:  # the next rung's task
+                    r.submit(executor, promoted)
 
 
 def run(config, workdir: str) -> dict:
@@ -328,7 +375,8 @@ def _run(config, workdir: str) -> dict:
             executor.close()
         r.close()
     s = evolution.summary(r.state)
-    print_summary(s, workdir, r.clock.elapsed(time.time()))
+    print_summary({**s, "core_hours": round(progress_lib.core_hours(r.state), 3)}, workdir,
+                  r.clock.elapsed(time.time()))
     return s
 
 

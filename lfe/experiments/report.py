@@ -41,13 +41,27 @@ def _evolution_report(source: str, out: str, name: str) -> list[str]:
                                name=f"cand{b['id']} ({100 * b['fitness']:.1f}%)")
         for b in top[:3]]
     files += plots.write_figures(chosen, out, prefix=f"{name}_best_")
-    rows = [[str(i + 1), f"cand{b['id']}", b["stage"], f"{100 * b['fitness']:.2f}",
-             f"`{b['equation']}`"] for i, b in enumerate(top)]
-    raw = [[i + 1, f"cand{b['id']}", b["stage"], b["fitness"], b["equation"]]
-           for i, b in enumerate(top)]
     summary = evolution.summary(state)
+    rung = "rung_arrivals" in summary  # a run with rungs: where each scored candidate stopped
+    steps = list(config.get("rungs") or ())
+
+    def stage(b: dict) -> str:
+        if not rung or b["stage"] != "surrogate":
+            return b["stage"]
+        return b["stage"] + (" (full)" if b["rung"] is None
+                             else f" (rung {b['rung'] + 1}: {steps[b['rung']]} steps)")
+
+    rows = [[str(i + 1), f"cand{b['id']}", stage(b), f"{100 * b['fitness']:.2f}",
+             f"`{b['equation']}`"] for i, b in enumerate(top)]
+    raw = [[i + 1, f"cand{b['id']}", stage(b), b["fitness"], b["equation"]]
+           for i, b in enumerate(top)]
     note = (f"{summary['iterations']} iterations, {summary['evaluated']} evaluations, "
             f"{summary['successful_children']} successful children.")
+    if rung:
+        note += (f" Rungs at {steps} steps of the surrogate run: children arriving "
+                 f"{summary['rung_arrivals']}, promoted {summary['rung_promoted']}, stopped "
+                 f"there {summary['stopped_at_rung']} (a stopped child's fitness is its best "
+                 "validation accuracy at that rung).")
     if band:
         note += " " + _beat_ce(state, band)
     table = tables.Table("Best genomes of the search", ["rank", "loss", "stage", "fitness (%)",

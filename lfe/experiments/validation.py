@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from lfe.core import evolution, ops, records, rundir
+from lfe.core import evolution, ops, records, rundir, rungs
 from lfe.experiments import defaults, tables
 
 # The names of JAX modules, for a JAX-free check (tests/test_validation.py compares them).
@@ -191,9 +191,21 @@ MODE_RULES: dict[str, dict[str, Rule]] = {
         "max_failed_children": integer(1),
         "max_iterations": integer(0),
         "max_hours": number(0),
+        "max_core_hours": number(0),
         "novelty": one_of(*evolution.NOVELTY_SCOPES),
         "rescore_initial": boolean(),
+        "rungs": sequence(integer(1), "() or increasing steps of a child's surrogate run at "
+                          "which it may be stopped, e.g. '(400,1200)'"),
+        "rung_fraction": number(0, 1, positive=True),
+        "rung_score": one_of(*rungs.SCORES),
         "fitness.on_diverged": one_of(*records.ON_DIVERGED),
+        "fitness.filter.enabled": boolean(),
+        "fitness.filter.train_images": integer(1),
+        "fitness.filter.eval_images": integer(1),
+        "fitness.filter.steps": integer(1),
+        "fitness.filter.learning_rate": number(positive=True),
+        "fitness.filter.metric": one_of("final", "best", "mean"),
+        "fitness.filter.ratio": number(0),
         "ce_band": Rule("() or three fitness values (max, mean, min) in [0, 1], max >= mean >= "
                         "min, e.g. '(0.514,0.502,0.493)'", _band),
         "top_k": integer(1),

@@ -26,6 +26,7 @@ threads, restores bit for bit, and both files can be read with numpy and a text 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -37,6 +38,9 @@ from typing import Any
 
 import jax
 import numpy as np
+
+from lfe.core import protocol
+from lfe.training import loop
 
 FORMAT = "lfe-train-checkpoint-v1"
 STATE, META = "state.npz", "meta.json"
@@ -199,3 +203,41 @@ def _fsync_dir(directory: str) -> None:
 
 __all__ = ["FORMAT", "CheckpointError", "Snapshot", "Writer", "latest", "remove", "restore",
            "save", "snapshot", "write"]
+
+
+class RunSaver:
+    """`lfe.training.train.run`'s checkpoints: when to save, what (state, step RNG,
+    `Progress`), and resuming."""
+
+    def __init__(self, directory: str, config, seed: int, num_train: int):
+        self.directory, self.every = directory, protocol.checkpoint_every(config)
+        fields = {k: v for k, v in config.to_dict().items() if k != "checkpoint_every"}
+        what = json.dumps({"protocol": fields, "seed": seed, "train_examples": num_train},
+                          sort_keys=True, default=str)
+        self.fingerprint = hashlib.sha256(what.encode()).hexdigest()[:16]
+        self.saved = 0  # the step of the newest checkpoint
+        self.writer = Writer()
+
+    def resume(self, state, step_rng, progress: loop.Progress):
+        """(state, step_rng, progress) from the newest checkpoint, or as given without one."""
+        path = latest(self.directory)
+        if path is None:
+            return state, step_rng, progress
+        tree, meta = restore(path, {"state": state, "step_rng": step_rng})
+        if meta.get("fingerprint") != self.fingerprint:
+            raise CheckpointError(
+                f"{path}: a checkpoint of another run (protocol, seed or training set differ); "
+                f"remove {self.directory} to train from step 0")
+        self.saved = int(meta["step"])
+        return (tree["state"], tree["step_rng"],
+                loop.Progress.from_dict(meta["progress"], progress.start_time))
+
+    def maybe_save(self, step: int, state, step_rng, progress: loop.Progress) -> None:
+        if self.every and step // self.every > self.saved // self.every:
+            self.save(step, state, step_rng, progress)
+
+    def save(self, step: int, state, step_rng, progress: loop.Progress) -> None:
+        if step > self.saved:  # a run resumed at its pause step has that checkpoint already
+            self.writer.save(self.directory, step, {"state": state, "step_rng": step_rng},
+                             {"fingerprint": self.fingerprint, "progress": progress.to_dict()})
+        self.saved = step

@@ -1,6 +1,8 @@
 """The fitness protocol (paper §3.5, §3.7, §3.8): a loss → a ``FitnessRecord``, by training.
 
-A candidate is first trained through the **gate** (``config.gate``, the ConvNet for 800 steps):
+A child is first scored by the training-free filter when ``config.filter.enabled`` (off by
+default; ``filter_record``: rejected ones are ``filtered``, untrained). A candidate is then
+trained through the **gate** (``config.gate``, the ConvNet for 800 steps):
 if its best training accuracy is below ``gate_min_train_accuracy`` (0.37) it is rejected
 (``gated``). Otherwise it is trained with the ``stage`` protocol — ``surrogate`` for children,
 ``initial`` for the initial population — whose stop rules (early stop 2) may end it early; its
@@ -20,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -89,9 +92,10 @@ def load_splits(name: str, data_dir: str, train_split: str = "train",
 
 
 def train_once(loss: losses_lib.LossDef, protocol: Any, dataset: data_lib.Dataset,
-               seed: int, checkpoint_dir: str = "") -> train_lib.TrainResult:
+               seed: int, checkpoint_dir: str = "", until: int = 0) -> train_lib.TrainResult:
     """One real training run of ``protocol`` (its ``augment`` and ``phases`` included), with
-    mid-training checkpoints in ``checkpoint_dir`` when the protocol sets ``checkpoint_every``."""
+    mid-training checkpoints in ``checkpoint_dir`` when the protocol sets ``checkpoint_every``;
+    paused at step ``until`` when it is given (``train.run``)."""
     model = get_model(protocol.model, num_classes=dataset.num_classes,
                       **dict(protocol.get("model_kwargs") or {}))
     validate = bool(protocol.get("validate", True))
@@ -101,7 +105,7 @@ def train_once(loss: losses_lib.LossDef, protocol: Any, dataset: data_lib.Datase
         val_images=dataset.val_images if validate else None,
         val_labels=dataset.val_labels if validate else None,
         train_batches=data_lib.pipeline.train_batches,
-        eval_batches=data_lib.pipeline.eval_batches, checkpoint_dir=checkpoint_dir)
+        eval_batches=data_lib.pipeline.eval_batches, checkpoint_dir=checkpoint_dir, until=until)
 
 
 def gate_record(gate: train_lib.TrainResult, min_train_accuracy: float) -> FitnessRecord | None:
@@ -138,6 +142,53 @@ def scored_record(result: train_lib.TrainResult, gate: train_lib.TrainResult | N
         result.best_val_accuracy, message)
 
 
+def paused_record(result: train_lib.TrainResult, gate: train_lib.TrainResult | None,
+                  steps: int, wall_time_s: float, rung: int) -> FitnessRecord:
+    """The record of a run paused at rung ``rung`` (an index of the evolution's ``rungs``):
+    status ``paused``, fitness = its best validation accuracy so far; ``steps`` and
+    ``wall_time_s`` are what this task trained and took (the controller sums a candidate's
+    tasks, ``lfe.core.rungs.merge``)."""
+    return FitnessRecord(result.best_val_accuracy, Status.PAUSED, steps, wall_time_s,
+                         result.curve, gate.best_train_accuracy if gate else None,
+                         result.best_train_accuracy, result.best_val_accuracy, result.message,
+                         rung=rung)
+
+
+_PROBES: dict[tuple, tuple] = {}  # (dataset id, filter settings) -> (problem, settings, CE)
+
+
+def filter_record(loss: losses_lib.LossDef, config: Any,
+                  dataset: data_lib.Dataset) -> FitnessRecord | None:
+    """The training-free filter (``config.filter``, ``protocol.filter_config``; off: None):
+    the ``filtered`` record of a loss it rejects, else None. The probe's data and
+    cross-entropy's score are computed once per process."""
+    from lfe.training import loss_rejection as probe
+
+    f = config.get("filter")
+    if not f or not f.get("enabled"):
+        return None
+    start = time.perf_counter()
+    key = (id(dataset), int(f.train_images), int(f.eval_images), int(f.steps),
+           float(f.learning_rate))
+    if key not in _PROBES:
+        x_train, x_eval = probe.image_features(dataset.train_images[: key[1]],
+                                               dataset.val_images[: key[2]])
+        problem = probe.linear(x_train, dataset.train_labels[: key[1]], x_eval,
+                               dataset.val_labels[: key[2]], dataset.num_classes)
+        settings = probe.Settings(steps=key[3], learning_rate=key[4])
+        _PROBES[key] = (problem, settings,
+                        probe.fit(losses_lib.get("cross_entropy"), problem, settings))
+    problem, settings, reference = _PROBES[key]
+    score = probe.fit(loss, problem, settings)
+    if probe.passes(score, reference, str(f.metric), float(f.ratio)):
+        return None
+    mine, ce = score.metric(str(f.metric)), reference.metric(str(f.metric))
+    return FitnessRecord(None, Status.FILTERED, 0, time.perf_counter() - start,
+                         message=f"filter: linear probe {f.metric} accuracy {mine:.4f} < "
+                                 f"{f.ratio} x cross-entropy's {ce:.4f}"
+                                 + ("" if score.finite else " (non-finite)"))
+
+
 def stage_dataset(config: Any, stage: str) -> data_lib.Dataset:
     """The dataset of fitness ``config`` as its ``stage`` protocol loads it (``load_size``),
     once per process."""
@@ -151,20 +202,40 @@ def check_stage(stage: str) -> None:
 
 
 def evaluate(loss: losses_lib.LossDef, config: Any, *, seed: int,
-             stage: str = "surrogate", checkpoint_dir: str = "") -> FitnessRecord:
+             stage: str = "surrogate", checkpoint_dir: str = "",
+             rung: tuple[int, int] | None = None) -> FitnessRecord:
     """Gate (when enabled) then the ``stage`` protocol (``surrogate`` or ``initial``); with a
     ``checkpoint_dir``, each run checkpoints in its own subfolder (``gate``, ``<stage>``) when
-    its protocol sets ``checkpoint_every``."""
+    its protocol sets ``checkpoint_every``.
+
+    ``rung = (index, until)``: one task of a candidate trained in rungs (``lfe.core.rungs``):
+    the gate runs only in the first (index 0); the stage run continues from its checkpoint in
+    ``checkpoint_dir`` (or trains again from step 0 without one) and pauses at step ``until``
+    (0: to the end), giving a ``paused_record``. Such a task's record counts the steps it
+    trained and the time it took."""
     def folder(name: str) -> str:
         return os.path.join(checkpoint_dir, name) if checkpoint_dir else ""
 
+    start = time.perf_counter()
     check_stage(stage)
     dataset = stage_dataset(config, stage)
+    index, until = rung if rung is not None else (0, 0)
+    if stage == "surrogate" and index == 0:
+        rejected = filter_record(loss, config, dataset)
+        if rejected is not None:
+            return rejected
     gate = None
-    if config.gate_enabled and stage == "surrogate":
+    if config.gate_enabled and stage == "surrogate" and index == 0:
         gate = train_once(loss, config.gate, dataset, seed, folder("gate"))
         failed = gate_record(gate, config.gate_min_train_accuracy)
         if failed is not None:
             return failed
-    return scored_record(train_once(loss, config[stage], dataset, seed, folder(stage)), gate,
-                         config.get("on_diverged", "failed"))
+    result = train_once(loss, config[stage], dataset, seed, folder(stage), until=until)
+    if rung is None:
+        return scored_record(result, gate, config.get("on_diverged", "failed"))
+    steps = (gate.steps_run if gate else 0) + result.steps_run - result.start_step
+    wall = time.perf_counter() - start
+    if result.status == "paused":
+        return paused_record(result, gate, steps, wall, index)
+    record = scored_record(result, gate, config.get("on_diverged", "failed"))
+    return dataclasses.replace(record, steps=steps, wall_time_s=wall)

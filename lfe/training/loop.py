@@ -34,7 +34,7 @@ class TrainResult:
 
     best_val_accuracy: float
     best_train_accuracy: float
-    status: str  # "ok" | "stopped_early" | "diverged"
+    status: str  # "ok" | "stopped_early" | "diverged" | "paused" (at a rung: ``run``'s until)
     steps_run: int
     wall_time_s: float
     curve: tuple[CurveRow, ...]
@@ -43,6 +43,8 @@ class TrainResult:
     # to the device), "first_step_s" (the first step: its compile, or a compile-cache read),
     # "train_s" (the other steps, with the host's batch indices), "eval_s" (validation)
     timing: dict = dataclasses.field(default_factory=dict, compare=False)
+    # the step this session started from (> 0: resumed from a checkpoint, ``train.run``)
+    start_step: int = dataclasses.field(default=0, compare=False)
 
 
 def stop_rules(config: Any) -> list[tuple[int, float]]:
@@ -83,6 +85,10 @@ class Progress:
     def running(self) -> bool:
         """Neither stopped early nor diverged."""
         return self.status == "ok"
+
+    def pause(self) -> None:
+        """Books the run as paused at its last booked step (a rung; ``train.run``'s until)."""
+        self.status, self.message = "paused", f"paused at step {self.steps_run}"
 
     def diverged(self, totals: Mapping[str, Any]) -> bool:
         """True (and the run booked as diverged) if ``totals`` recorded a non-finite loss; the

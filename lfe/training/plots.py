@@ -178,6 +178,7 @@ def plot_evolution(rows: list[dict], path: str, *,
                     linewidth=1.6)
         ax.plot(it, 100 * np.maximum.accumulate([r["best"] for r in rows]), color="tab:red",
                 linestyle=(0, (4, 2)), linewidth=1.0, zorder=1, label="best so far")
+        _scatter_rungs(ax, rows)
     else:
         ax.text(0.5, 0.5, "no iteration yet: the population forms\nonce the initial genomes "
                 "are evaluated", transform=ax.transAxes, ha="center", va="center", color="0.4")
@@ -191,6 +192,24 @@ def plot_evolution(rows: list[dict], path: str, *,
     ax.set_title("Regularized evolution")
     return _finish(fig, [ax], path, legend=bool(rows) or ce_band is not None,
                    note=EVOLUTION_NOTE)
+
+
+def _scatter_rungs(ax, rows: list[dict]) -> None:
+    """A run with rungs (``lfe.core.rungs``): each iteration's child at its fitness, marked by
+    the rung it stopped at (its fitness there: fewer steps) or as trained in full."""
+    kids = [r for r in rows if "child_fitness" in r]
+    if not kids:
+        return
+    groups: dict = {}
+    for r in kids:
+        groups.setdefault(r["child_rung"], []).append(r)
+    markers = "v^<>sd"
+    for rung in sorted(groups, key=lambda k: (k is None, k or 0)):
+        points = groups[rung]
+        label = ("child trained in full" if rung is None else f"child stopped at rung {rung + 1}")
+        ax.scatter([r["iteration"] for r in points], [100 * r["child_fitness"] for r in points],
+                   s=14, marker="o" if rung is None else markers[rung % len(markers)],
+                   alpha=0.7, label=label, zorder=3)
 
 
 def plot_elimination(stages: list[dict], path: str) -> str:

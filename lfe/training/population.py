@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from lfe.core import protocol as protocol_lib
 from lfe.core.genome import Genome
 from lfe.training import compile as compile_lib
 from lfe.training import fitness, loop, losses, progressive
@@ -263,12 +264,17 @@ def _train_population(protocol: Any, loss_defs: list, dataset, seeds: list[int])
 
 
 def evaluate_population(specs: Sequence[dict], config: dict, seeds: Sequence[int],
-                        stage: str = "surrogate") -> list[dict]:
+                        stage: str = "surrogate", rung: tuple[int, int] | None = None
+                        ) -> list[dict]:
     """``lfe.worker.evaluate_candidate`` for K candidates at once: the gate as one population
     run, then the ``stage`` protocol for those that passed; one ``FitnessRecord.to_dict()``
     each, from the same record functions as the sequential evaluation (equal up to float
     summation order). A loss without a genome (the closed-form NeuroLoss1) is evaluated
-    sequentially."""
+    sequentially. ``rung = (index, until)``: as ``fitness.evaluate``'s, except that nothing is
+    checkpointed: the stage run trains from step 0 to ``until`` (``protocol.truncated``: the
+    same steps as the full run's first ``until``) in every task."""
+    if rung is not None:
+        return _evaluate_rung(specs, ml_collections.ConfigDict(config), seeds, stage, rung)
     fitness.check_stage(stage)
     cfg = ml_collections.ConfigDict(config)
     dataset = fitness.stage_dataset(cfg, stage)
@@ -280,6 +286,11 @@ def evaluate_population(specs: Sequence[dict], config: dict, seeds: Sequence[int
             records[i] = fitness.evaluate(loss, cfg, seed=seeds[i], stage=stage)
         else:
             todo.append(i)
+    if stage == "surrogate":  # the training-free filter, when enabled
+        for i in list(todo):
+            records[i] = fitness.filter_record(loss_defs[i], cfg, dataset)
+            if records[i] is not None:
+                todo.remove(i)
     gates: dict[int, train_lib.TrainResult] = {}
     if cfg.gate_enabled and stage == "surrogate" and todo:
         results = _train_population(cfg.gate, [loss_defs[i] for i in todo], dataset,
@@ -298,6 +309,25 @@ def evaluate_population(specs: Sequence[dict], config: dict, seeds: Sequence[int
             records[i] = fitness.scored_record(result, gates.get(i),
                                                cfg.get("on_diverged", "failed"))
     return [r.to_dict() for r in records]
+
+
+def _evaluate_rung(specs, cfg, seeds, stage: str, rung: tuple[int, int]) -> list[dict]:
+    """``evaluate_population`` of one rung task per candidate (gate in the first only)."""
+    index, until = rung
+    gate_cfg = ml_collections.ConfigDict(cfg.to_dict())
+    gate_cfg.gate_enabled = bool(cfg.gate_enabled) and index == 0
+    if index and gate_cfg.get("filter"):  # the filter too runs in the first task only
+        gate_cfg.filter.enabled = False
+    if until:
+        gate_cfg[stage] = protocol_lib.truncated(cfg[stage], until)
+    out = []
+    for record in evaluate_population(specs, gate_cfg.to_dict(), seeds, stage):
+        finished_early = record["status"] not in ("ok",) or not until
+        if not finished_early:  # trained to the rung: paused there
+            record = {**record, "status": "paused", "rung": index,
+                      "message": f"paused at step {until}"}
+        out.append(record)
+    return out
 
 
 __all__ = ["MEASURED_K", "MODES", "default_k", "evaluate_population", "genome_loss", "run"]

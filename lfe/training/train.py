@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -314,6 +313,7 @@ def run(
     eval_batches: BatchSource = pipeline.eval_batches,
     log_fn: Callable[[dict], None] | None = None,
     checkpoint_dir: str = "",
+    until: int = 0,
 ) -> TrainResult:
     """Trains `model` for `config.steps` steps; returns the best validation accuracy.
 
@@ -338,6 +338,14 @@ def run(
     one written for another protocol, seed or data set, or unreadable, raises
     `checkpoint.CheckpointError`.
 
+    `until` (a rung, `lfe.core.rungs`; 0 = train to the end): the run pauses after the
+    evaluation at step `until` (one of its evaluation steps, below its last): status "paused",
+    its curve and bests so far, and, with a `checkpoint_dir`, a checkpoint at that step that is
+    kept (whatever `checkpoint_every` is) so that a later call with a larger `until` (or none)
+    continues from it exactly; without one, a later call trains again from step 0 (the same
+    seed gives the same steps). A stop rule or divergence before `until` ends the run as
+    usual. The result's `start_step` is the step this call started from.
+
     Throughput: with the default `train_batches` (`pipeline.train_batches`) a training set up to
     `RESIDENT_MAX_BYTES` stays on the device(s) and each step gathers its batch there from the
     host's indices (the same batch order). The step and eval functions are compiled once per
@@ -353,6 +361,7 @@ def run(
     progress = loop.Progress(loop.stop_rules(config), start_time)
     boundaries = loop.eval_steps(sum(p.steps for p in phases), int(config.get("eval_every", 100)),
                                  [s for s, _ in progress.rules] + [end for _, end, _ in segments])
+    pause_at = _pause_step(until, boundaries)
     augment = None
     if preprocess_fn is None:
         augment = progressive.resolve_augment(config.get("augment", "unit"))
@@ -376,9 +385,11 @@ def run(
 
     state = _initial_state(init_rng, fns_of(phases[0]), np.asarray(train_images[:1]), config)
     saver = None
-    if checkpoint_dir and protocol.checkpoint_every(config):
-        saver = _Saver(checkpoint_dir, config, seed, len(train_images))
+    if checkpoint_dir and (protocol.checkpoint_every(config) or pause_at
+                           or checkpoint.latest(checkpoint_dir)):  # (one left by a pause)
+        saver = checkpoint.RunSaver(checkpoint_dir, config, seed, len(train_images))
         state, step_rng, progress = saver.resume(state, step_rng, progress)
+    start_step = progress.steps_run
     state = parallel.replicate(state, mesh)
     val = []
     if val_images is not None:  # moved to the device(s) once, reused at every evaluation
@@ -399,7 +410,7 @@ def run(
               "eval_s": 0.0}
 
     try:
-        for boundary in (b for b in boundaries if b > progress.steps_run):
+        for boundary in (b for b in boundaries if progress.steps_run < b <= (pause_at or b)):
             index = next(i for i, (_, end, _) in enumerate(segments) if progress.steps_run < end)
             fns = fns_of(segments[index][2])
             state = state.replace(apply_fn=fns.model.apply)  # the phase's dropout rate
@@ -424,17 +435,35 @@ def run(
                 log_fn({**row, "phase": index + 1})
             if not progress.running:  # a stop rule fired
                 break
-            if saver is not None and boundary < boundaries[-1]:
+            if boundary == pause_at:
+                if saver is not None:  # saved running: the continuation goes on from here
+                    saver.save(boundary, state, step_rng, progress)
+            elif saver is not None and boundary < boundaries[-1]:
                 saver.maybe_save(boundary, state, step_rng, progress)
     except BaseException:
         if saver is not None:  # an interrupted run leaves its last checkpoint complete
             saver.writer.wait(check=False)
         raise
+    if pause_at and progress.running and progress.steps_run >= pause_at:
+        progress.pause()
     if saver is not None:
         saver.writer.wait()
-        checkpoint.remove(checkpoint_dir)
+        if progress.status != "paused":
+            checkpoint.remove(checkpoint_dir)
     result = progress.result(wall_time_s=time.perf_counter() - progress.start_time)
-    return dataclasses.replace(result, timing={k: round(v, 4) for k, v in timing.items()})
+    return dataclasses.replace(result, timing={k: round(v, 4) for k, v in timing.items()},
+                               start_step=start_step)
+
+
+def _pause_step(until: int, boundaries: list[int]) -> int:
+    """`until` checked against the run's evaluation steps (0: no pause)."""
+    until = int(until or 0)
+    if not until:
+        return 0
+    if until not in boundaries[:-1]:
+        raise ValueError(f"a run can pause only at one of its evaluation steps before its last "
+                         f"({boundaries[-1]}), got until={until}")
+    return until
 
 
 RESIDENT_MAX_BYTES = 4 << 30  # a training set up to this size is kept on the device(s)
@@ -445,39 +474,6 @@ def resident(train_images) -> bool:
     the host's indices (no image batch crosses to the device per step). CIFAR-10's 45,000
     training images are 138 MB."""
     return int(np.asarray(train_images).nbytes) <= RESIDENT_MAX_BYTES
-
-
-class _Saver:
-    """`run`'s checkpoints: when to save, what (state, step RNG, `Progress`), and resuming."""
-
-    def __init__(self, directory: str, config, seed: int, num_train: int):
-        self.directory, self.every = directory, protocol.checkpoint_every(config)
-        fields = {k: v for k, v in config.to_dict().items() if k != "checkpoint_every"}
-        what = json.dumps({"protocol": fields, "seed": seed, "train_examples": num_train},
-                          sort_keys=True, default=str)
-        self.fingerprint = hashlib.sha256(what.encode()).hexdigest()[:16]
-        self.saved = 0  # the step of the newest checkpoint
-        self.writer = checkpoint.Writer()
-
-    def resume(self, state, step_rng, progress: loop.Progress):
-        """(state, step_rng, progress) from the newest checkpoint, or as given without one."""
-        path = checkpoint.latest(self.directory)
-        if path is None:
-            return state, step_rng, progress
-        tree, meta = checkpoint.restore(path, {"state": state, "step_rng": step_rng})
-        if meta.get("fingerprint") != self.fingerprint:
-            raise checkpoint.CheckpointError(
-                f"{path}: a checkpoint of another run (protocol, seed or training set differ); "
-                f"remove {self.directory} to train from step 0")
-        self.saved = int(meta["step"])
-        return (tree["state"], tree["step_rng"],
-                loop.Progress.from_dict(meta["progress"], progress.start_time))
-
-    def maybe_save(self, step: int, state, step_rng, progress: loop.Progress) -> None:
-        if step // self.every > self.saved // self.every:
-            self.writer.save(self.directory, step, {"state": state, "step_rng": step_rng},
-                             {"fingerprint": self.fingerprint, "progress": progress.to_dict()})
-            self.saved = step
 
 
 __all__ = [
