@@ -243,6 +243,9 @@ def _recover_hint(e: BaseException, workdir: str) -> str:
 
 
 def _stopped() -> None:
+    if _WORKDIR.value:  # where the finished work is kept, and what the rerun resumes
+        print(f"run directory: {_WORKDIR.value} (every finished evaluation or cell is saved "
+              "there)", file=sys.stderr)
     print(stop.MESSAGE, file=sys.stderr)
     sys.exit(stop.exit_status(stop.received()))
 
