@@ -136,7 +136,7 @@ class _Run:
             print(progress_lib.rung_line(asked, arrival, self.params.schedule,
                                          self.params.max_iterations), flush=True)
             return
-        if record.get("status") == "paused":  # stopped at its rung: its checkpoint goes
+        if self.params.rungs and candidate is not None:  # told: a rung's checkpoint goes
             shutil.rmtree(_checkpoint_args(self.fitness_cfg, self.workdir, candidate, ())[0],
                           ignore_errors=True)
         self.told_since_plot += 1
