@@ -3,6 +3,8 @@ the tournament at equal fidelity, a run with the fake fitness, and that the defa
 paper's fixed schedule."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -10,6 +12,7 @@ from configs import quickstart
 from lfe import main, worker
 from lfe.core import evolution, recover, rundir, rungs
 from lfe.core.state import Candidate, Evaluated, Member, State
+from tests.conftest import REPO_ROOT
 
 FAKE = "tests.fake_fitness:evaluate"
 OVERRIDES = {"executor": "inprocess", "initial_population": 8, "population_size": 4,
@@ -193,19 +196,21 @@ def test_bad_rungs_are_refused_in_one_line(tmp_path):
 @pytest.mark.parametrize("executor,workers", [("inprocess", 0), ("vmap", 2)])
 def test_rungs_with_real_training(tmp_path, cifar_dir, executor, workers):
     """Real ConvNet runs on CIFAR-10 (the quickstart smoke protocols: a short gate, surrogate
-    100 steps, a rung at 50). In process a promoted child continues from its checkpoint (its record
-    counts gate + 100 surrogate steps once); the vmap executor trains it again from step 0."""
-    with worker.substitute(evaluate=worker.EVALUATE):
-        c = small_config(executor=executor, workers=workers, initial_population=4,
-                         population_size=3, tournament_size=2, max_iterations=4, rungs=(50,),
-                         rung_fraction=0.5)
-        c.fitness.data_dir = str(cifar_dir)
-        c.fitness.gate_min_train_accuracy = 0.0  # every child reaches the rung
-        s = main.dispatch(c, str(tmp_path))
+    100 steps, a rung at 50), through the command line in its own process. In process a
+    promoted child continues from its checkpoint (its record counts gate + 100 surrogate steps
+    once); the vmap executor trains it again from step 0."""
+    overrides = {**OVERRIDES, "executor": executor, "workers": workers, "initial_population": 4,
+                 "population_size": 3, "tournament_size": 2, "max_iterations": 4,
+                 "rungs": "(50,)", "rung_fraction": 0.5, "fitness.gate_min_train_accuracy": 0.0}
+    env = dict(os.environ, LFE_DATA_DIR=str(cifar_dir), JAX_PLATFORMS="cpu")
+    subprocess.run([sys.executable, "-m", "lfe.main", "--config=configs/quickstart.py:runlocal",
+                    f"--workdir={tmp_path}", *(f"--config.{k}={v}" for k, v in overrides.items())],
+                   cwd=REPO_ROOT, env=env, check=True, capture_output=True, timeout=1200)
     state = State.from_dict(rundir.load_state(str(tmp_path)))
+    s = evolution.summary(state)
     assert s["rung_arrivals"][0] >= 2 and s["rung_promoted"][0] >= 1
     extra = 0 if executor == "inprocess" else 50  # steps trained again without a checkpoint
-    gate = c.fitness.gate.steps
+    gate = quickstart.get_config("runlocal").fitness.gate.steps
     for a in state.rung_log:
         record = state.entry(a.id).record
         if a.promoted:
@@ -214,8 +219,8 @@ def test_rungs_with_real_training(tmp_path, cifar_dir, executor, workers):
         else:
             assert record["status"] == "stopped_at_rung" and record["steps"] == gate + 50
             assert [row[0] for row in record["curve"]] == [50]
-    assert not os.listdir(tmp_path / "checkpoints") if (tmp_path / "checkpoints").exists() \
-        else True  # every paused run's checkpoint is gone once its child is told
+    folder = tmp_path / "checkpoints"  # every paused run's checkpoint is gone once told
+    assert not folder.exists() or not os.listdir(folder)
 
 
 def test_the_comparison_reads_both_kinds_of_run(tmp_path):
