@@ -12,19 +12,15 @@ caller to add to its archive.
 Two choices the paper's text and the authors' code settle (``Params``; ``fitness.on_diverged``,
 what a run that hits a non-finite loss scores, is the third: ``lfe.core.records``):
 
-* ``novelty``: a mutated child is checked for novelty (integrity step 4) against the phenotypes
-  and equations of the **current population** (``"population"``, Alg. 1 and §3.3: a copy may
-  return once the original has aged out; the authors' code compares with ``self.gen``), here
-  with the children in flight too, which are about to join it; or against every candidate ever
-  drawn (``"archive"``, lfe's first rule). The caller's archive always holds every candidate
-  in id order (row = id); the population scope is a ``subset`` of it, so a resume is exact.
-* ``rescore_initial`` (off by default; on in ``configs/surrogate.py``, whose initial protocol
-  is not the surrogate's): the best ``population_size`` initial genomes, scored with the initial
-  protocol, are scored again with the surrogate's (gate included) before evolution starts
-  (phase ``"rescore"``; the authors' code does, so one protocol's accuracies fill the
-  tournaments). A re-scored member keeps its slot under the re-scoring candidate's id (stage
-  ``surrogate``, iteration None, parent = the initial genome); a failed re-scoring leaves it
-  fitness 0, as the authors' code does, until it ages out.
+* ``novelty``: a child's novelty (integrity step 4) is checked against the **current
+  population** and the children in flight (``"population"``, Alg. 1, §3.3, the authors'
+  ``self.gen``: a copy may return once its original aged out) or every candidate ever drawn
+  (``"archive"``, lfe's first rule); the population scope is a ``subset`` of the caller's
+  archive (row = id), so a resume is exact.
+* ``rescore_initial`` (on in ``configs/surrogate.py``): the best initial genomes are scored
+  again on the surrogate before evolution starts (phase ``"rescore"``, as the authors' code);
+  a re-scored member keeps its slot under the re-scoring candidate's id, and a failed
+  re-scoring leaves it fitness 0 until it ages out.
 
 ``rungs`` (off by default, the paper's schedule): children train in rungs with asynchronous
 promotion, and tournaments compare members at the same fidelity (``lfe.core.rungs``).
