@@ -7,9 +7,11 @@ Per run, read from its run directory only (no training, no JAX): the training ti
 (core-hours: the summed wall time of its evaluations, one core each on the pool executor, and
 of the tasks of children still paused at a rung), evaluations and children, evaluations per
 core-hour, scored candidates, children beating cross-entropy's mean and best run on the
-surrogate (the run's ``ce_band``), the best fitness and the iterations done. A child stopped at a
-rung has a fitness from fewer steps, so counting it against cross-entropy's 2,000-step runs can
-only under-count. Writes a Markdown table and a JSON file beside it.
+surrogate (the run's ``ce_band``), the best fitness and the iterations done. Training steps
+(gate, surrogate and paused rung tasks) count the same budget without the machine's speed: the
+core-seconds per 1,000 steps show whether the two runs had the same machine to themselves. A
+child stopped at a rung has a fitness from fewer steps, so counting it against cross-entropy's
+2,000-step runs can only under-count. Writes a Markdown table and a JSON file beside it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ def measure(run_dir: str) -> dict:
     scored_children = [e for e in children if not records.is_failed(e.record)]
     full = [e for e in scored_children if e.record["status"] != "stopped_at_rung"]
     hours = progress.core_hours(state)
+    steps = sum(int(e.record.get("steps") or 0) for e in state.evaluated) + sum(
+        a.steps for a in state.rung_log if any(c.id == a.id for c in state.in_flight))
 
     def beat(value):
         return None if value is None else sum(e.fitness > value for e in scored_children)
@@ -42,6 +46,9 @@ def measure(run_dir: str) -> dict:
         "evaluations_per_core_hour": round(len(state.evaluated) / hours, 2) if hours else None,
         "children": len(children), "children_per_core_hour":
             round(len(children) / hours, 2) if hours else None,
+        "training_steps": steps,
+        "core_seconds_per_1000_steps": round(3600 * hours / steps * 1000, 1) if steps else None,
+        "children_per_million_steps": round(len(children) / steps * 1e6, 1) if steps else None,
         "iterations_done": state.iterations_done, "scored": len(scored),
         "scored_children": len(scored_children), "children_trained_in_full": len(full),
         "children_stopped_at_rung": len(scored_children) - len(full),
@@ -56,6 +63,9 @@ def measure(run_dir: str) -> dict:
 ROWS = [("training spent (core-hours)", "core_hours"), ("evaluations", "evaluations"),
         ("evaluations per core-hour", "evaluations_per_core_hour"),
         ("children", "children"), ("children per core-hour", "children_per_core_hour"),
+        ("training steps", "training_steps"),
+        ("core-seconds per 1,000 steps (machine speed)", "core_seconds_per_1000_steps"),
+        ("children per million steps", "children_per_million_steps"),
         ("iterations done", "iterations_done"), ("scored candidates", "scored"),
         ("scored children", "scored_children"),
         ("of which trained in full", "children_trained_in_full"),

@@ -234,6 +234,9 @@ def test_the_comparison_reads_both_kinds_of_run(tmp_path):
     fixed, with_rungs = rundir.fileio.read_json(tmp_path / "cmp" / "comparison.json")["runs"]
     assert (fixed["evaluations"], fixed["scored_children"], fixed["core_hours"]) == (114, 27, 5.349)
     assert fixed["children_stopped_at_rung"] == 0 and fixed["children_beating_ce_mean"] == 3
+    # 24 initial runs of 2,000 steps, 90 gates of 800 steps, 27 children on to 2,000 more
+    assert fixed["training_steps"] == 24 * 2000 + 90 * 800 + 27 * 2000
+    assert with_rungs["training_steps"] > 0 and with_rungs["core_seconds_per_1000_steps"] > 0
     assert with_rungs["children_stopped_at_rung"] > 0
     assert with_rungs["children_trained_in_full"] + with_rungs["children_stopped_at_rung"] == \
         with_rungs["scored_children"]
