@@ -127,3 +127,15 @@ def test_history_scalars_follow_the_log_by_hand():
     # the skipped mutation (an ask after evaluation 4) and the skipped iteration 3 (its 1st
     # failed child with max_failed_children = 1) are both seen at evaluation 5
     assert rows[4][2]["iterations"] == 3
+
+
+def test_the_eta_is_capped_by_the_budgets():
+    s = state([Evaluated(0, {}, 1, "eq", "initial", None, None, 0,
+                         {"status": "ok", "fitness": 0.5, "wall_time_s": 1800.0})], in_flight=2)
+    # 0.5 core-hours spent of 1.5: 3,600 core-seconds left, spent by the 2 in flight side by side
+    assert progress.budget_eta(9000.0, s, max_core_hours=1.5) == pytest.approx(1800.0)
+    assert progress.budget_eta(600.0, s, max_core_hours=1.5) == 600.0  # iterations end first
+    assert progress.budget_eta(9000.0, s, hours_left_s=700.0, max_core_hours=1.5) == 700.0
+    assert progress.budget_eta(None, s, max_core_hours=1.5) == pytest.approx(1800.0)
+    assert progress.budget_eta(None, s) is None and progress.budget_eta(42.0, s) == 42.0
+    assert progress.budget_eta(9000.0, s, max_core_hours=0.4) == 0.0  # spent already

@@ -118,6 +118,22 @@ def eta(pace: Pace, state, *, initial_population: int, max_iterations: int, resc
     return per * max(0.0, left - running)
 
 
+def budget_eta(eta_s: float | None, state, *, hours_left_s: float | None = None,
+               max_core_hours: float = 0.0) -> float | None:
+    """``eta_s`` capped by the run's budgets, which end it before ``max_iterations`` when they
+    run out first: ``hours_left_s`` (``max_hours``' wall-clock seconds left this session) and
+    ``max_core_hours`` (training time over all sessions, ``core_hours``), whose core-seconds
+    left the evaluations in flight spend side by side (one core each). None stays None unless
+    a budget gives a bound."""
+    bounds = [] if eta_s is None else [eta_s]
+    if hours_left_s is not None:
+        bounds.append(max(0.0, hours_left_s))
+    if max_core_hours:
+        left = max(0.0, max_core_hours - core_hours(state)) * 3600
+        bounds.append(left / max(1, len(state.in_flight)))
+    return min(bounds) if bounds else None
+
+
 def line(state, candidate_id: int, record: dict, *, initial_population: int,
          max_iterations: int, max_failed_children: int, elapsed: float,
          eta_s: float | None) -> str:

@@ -192,6 +192,10 @@ class _Run:
             rescore = p.population_size if p.rescore_initial else 0
             eta = progress_lib.eta(self.pace, self.state, initial_population=p.initial_population,
                                    max_iterations=p.max_iterations, rescore=rescore, now=now)
+            hours = self.config.max_hours
+            eta = progress_lib.budget_eta(
+                eta, self.state, hours_left_s=hours * 3600 - (now - self.start) if hours else None,
+                max_core_hours=self.config.get("max_core_hours", 0.0))
         print(progress_lib.line(self.state, candidate_id, record,
                                 initial_population=p.initial_population,
                                 max_iterations=p.max_iterations,
