@@ -35,6 +35,7 @@ def test_grid_runs_resumes_and_tabulates(cifar_dir, tmp_path):
     assert "58.660" not in md and "were measured on in protocol." in md  # not Table 4's
     assert (tmp_path / "results.csv").read_text().startswith(
         "loss,validation accuracy (%) runs,validation accuracy (%) mean")
+    assert "| neuroloss3 | 2 |" in (tmp_path / "results_paired.md").read_text()
     record = json.loads((tmp_path / "cells" / "neuroloss3__seed1.json").read_text())
     assert record["protocol"]["steps"] == 40 and record["loss"] == "neuroloss3"
     assert 0.05 < record["accuracy"] < 1 and record["git_revision"]
@@ -73,6 +74,21 @@ def test_results_table_statistics_match_scipy():
     assert md.count("**") == 2 and "| cross_entropy | 5 |" in md
     assert "| neuroloss1 | 5 | **" in md and "58.711 ± 0.455" in md
     assert "revision(s) 72f8807, unknown." in md  # the runs' own code revisions
+
+
+def test_the_paired_side_note_matches_runs_by_seed():
+    ce = {0: 57.0, 1: 56.0, 2: 58.0}
+    nl = {0: 58.0, 1: 58.0, 3: 99.0}  # seed 3 has no cross-entropy run: left out
+    cells = {f"{n}__seed{s}": {"loss": n, "seed": s, "accuracy": v / 100}
+             for n, runs in (("cross_entropy", ce), ("neuroloss2", nl)) for s, v in runs.items()}
+    c = table4.get_config()
+    c.losses = "cross_entropy,neuroloss2"
+    table = compare.paired_table(cells, c)
+    # pairs (58, 57) and (58, 56): differences 1 and 2, mean 1.5, std sqrt(0.5)
+    assert table.rows == [["neuroloss2", "2", "+1.500 ± 0.707", "2 of 2",
+                           stats.format_p(stats.paired([58, 58], [57, 56]))]]
+    assert table.csv_rows[0][:5] == ["neuroloss2", 2, pytest.approx(1.5),
+                                     pytest.approx(0.5 ** 0.5), 2]
 
 
 def test_welch_by_hand():

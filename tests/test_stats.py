@@ -63,3 +63,16 @@ def test_bootstrap_ci_brackets_the_mean_and_is_reproducible():
 def test_p_value_notation():
     assert stats.format_p(0.0004) == "p < 0.001" and stats.format_p(0.0471) == "p = 0.047"
     assert stats.format_p(None) == "-"
+
+
+def test_paired_t_test_by_hand():
+    # differences 1, 2, 3: mean 2, sample std 1, t = 2 / (1 / sqrt(3)) = 2 sqrt(3) with 2
+    # degrees of freedom, whose CDF is 1/2 + t / (2 sqrt(2 + t^2)): p = 1 - t / sqrt(2 + t^2)
+    t = 2 * math.sqrt(3)
+    assert stats.paired([11.0, 12.0, 13.0], [10.0, 10.0, 10.0]) == pytest.approx(
+        1 - t / math.sqrt(2 + t * t))
+    assert stats.paired([1.0, 2.0], [1.0, 2.0]) == 1.0  # no difference at all
+    assert stats.paired([2.0, 3.0], [1.0, 2.0]) == 0.0  # the same difference every time
+    assert math.isnan(stats.paired([1.0], [0.0]))
+    with pytest.raises(ValueError, match="matched"):
+        stats.paired([1.0, 2.0], [1.0])

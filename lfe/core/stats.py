@@ -3,6 +3,8 @@
 - ``summarize``: n, mean and sample standard deviation (ddof=1) — the paper's "mean ± std".
 - ``welch``: Welch's unequal-variance t-test of a loss against cross-entropy;
   ``alternative="greater"`` is the one-sided test "mean(a) > mean(b)" of Tables 4 and 8.
+- ``paired``: the paired t-test of two sets of runs matched by seed (a side note to Welch's:
+  the paper's tests are unpaired).
 - ``bootstrap_ci``: a bootstrap confidence interval of the mean (BCa, fixed seed).
 - ``kendall_tau``: Kendall's τ-b between two scorings of the same losses (surrogate vs full,
   Table 3), with its p-value.
@@ -46,6 +48,21 @@ def welch(a, b, alternative: str = "two-sided") -> float:
     if a.size < 2 or b.size < 2:
         return math.nan
     return float(sps.ttest_ind(a, b, equal_var=False, alternative=alternative).pvalue)
+
+
+def paired(a, b) -> float:
+    """Two-sided p-value of the paired t-test of ``a[i] - b[i]`` (runs matched by seed) against
+    0. NaN with fewer than two pairs; 1.0 when every difference is the same zero, 0.0 when
+    every difference is the same non-zero value (no spread: the t statistic is infinite)."""
+    a, b = _array(a), _array(b)
+    if a.shape != b.shape:
+        raise ValueError(f"paired needs matched runs, got {a.size} and {b.size} values")
+    if a.size < 2:
+        return math.nan
+    d = a - b
+    if np.all(d == d[0]):
+        return 1.0 if d[0] == 0 else 0.0
+    return float(sps.ttest_rel(a, b).pvalue)
 
 
 def bootstrap_ci(values, confidence: float = 0.95, n_resamples: int = 2000,

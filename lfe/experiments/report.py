@@ -113,7 +113,9 @@ def _cells_report(source: str, out: str, name: str, mode: str) -> list[str]:
         table = compare.results_table(records, ml_collections.ConfigDict(config))
         curves = plots.plot_curves(list(records.values()), os.path.join(out, f"{name}_curves.png"),
                                    title=config.get("title") or "Validation accuracy")
-        return tables.write_tables([table], out, name) + [curves]
+        paired = compare.paired_table(records, ml_collections.ConfigDict(config))
+        extra = tables.write_tables([paired], out, f"{name}_paired") if paired.rows else []
+        return tables.write_tables([table], out, name) + extra + [curves]
     return tables.write_tables(tables.transfer_tables(list(records.values()), config), out, name,
                         heading=config.get("title", ""))
 

@@ -3,6 +3,8 @@
 - Tables 4, 8, 9, 10, 11 (``loss_table``): one row per loss, one column group per setting,
   ``mean ± std`` (%) with the best mean of each column in bold and, where asked, Welch's p-value
   against cross-entropy (one-sided "greater" as Tables 4 and 8 report, and/or two-sided).
+- The paired-by-seed side note (``paired_table``): per loss, its runs matched by seed with
+  cross-entropy's (a seed fixes the initial weights and the batch order for every loss).
 - Table 3 (``tau_table``): Kendall's τ between each setting's ranking of the losses and the
   reference (full) protocol's ranking.
 - The elimination protocol (``elimination_tables``): each stage's ranking.
@@ -101,6 +103,33 @@ def loss_table(title: str, losses: list[str], columns: dict[str, dict[str, list[
         rows.append(row)
         csv_rows.append(raw)
     return Table(title, header, rows, csv_header, csv_rows, note)
+
+
+def paired_table(title: str, losses: list[str], by_seed: dict[str, dict[int, float]], *,
+                 baseline: str = BASELINE, note: str = "") -> Table:
+    """Each loss against ``baseline`` over the seeds both ran (``by_seed[loss][seed]``:
+    accuracy, %): pairs, mean ± std of the per-seed difference (points), seeds where the loss
+    is above, and the paired t-test's two-sided p (``stats.paired``)."""
+    header = ["loss", "seeds paired", f"difference vs {baseline} (points)",
+              f"seeds above {baseline}", "p (paired, two-sided)"]
+    base = by_seed.get(baseline, {})
+    rows, csv_rows = [], []
+    for loss in losses:
+        if loss == baseline:
+            continue
+        seeds = sorted(set(by_seed.get(loss, {})) & set(base))
+        a = [by_seed[loss][s] for s in seeds]
+        b = [base[s] for s in seeds]
+        diff = [x - y for x, y in zip(a, b, strict=True)]
+        d = stats.summarize(diff)
+        above = sum(x > 0 for x in diff)
+        p = stats.paired(a, b)
+        shown = "-" if not d.n else (f"{d.mean:+.3f} ± {d.std:.3f}" if d.n > 1
+                                     else f"{d.mean:+.3f} (one pair)")
+        rows.append([loss, str(d.n), shown, f"{above} of {d.n}", stats.format_p(p)])
+        csv_rows.append([loss, d.n, d.mean, d.std, above, p])
+    return Table(title, header, rows, ["loss", "pairs", "difference mean", "difference std",
+                                       "seeds above", "p paired two-sided"], csv_rows, note)
 
 
 def paper_values(config) -> tuple[dict, str]:
