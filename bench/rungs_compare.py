@@ -33,8 +33,7 @@ def measure(run_dir: str) -> dict:
     scored_children = [e for e in children if not records.is_failed(e.record)]
     full = [e for e in scored_children if e.record["status"] != "stopped_at_rung"]
     hours = progress.core_hours(state)
-    steps = sum(int(e.record.get("steps") or 0) for e in state.evaluated) + sum(
-        a.steps for a in state.rung_log if any(c.id == a.id for c in state.in_flight))
+    steps = progress.steps_spent(state)
 
     def beat(value):
         return None if value is None else sum(e.fitness > value for e in scored_children)

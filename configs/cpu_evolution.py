@@ -32,8 +32,12 @@ training budget. Only the rungs differ from the committed run: rungs at 400 and 
 the 2,000-step surrogate run, the top third of the children that reached a rung before
 promoted, ranked by best training accuracy so far (results/fidelity); the committed run's
 novelty scope (``archive``) and diverged-run rule (``failed``), which it ran with before those
-settings existed; another seed (1); and instead of 30 iterations a budget of 5.35 core-hours
-(the committed run's) of training over all sessions (``max_core_hours``)::
+settings existed; another seed (1); and instead of 30 iterations the committed run's budget,
+174,000 training steps over all sessions (``max_steps``: its 24 initial runs, 90 gates and 27
+surrogate runs). It spent 5.35 core-hours on them, but this machine's speed varies between
+sessions by 2x and more (the first initial genomes' 2,000-step runs took 137-149 s each in that
+run and 340-389 s in this one, on two pinned workers both times; the committed run's code took
+305 s for one alone then), so the budget is counted in steps, not core-hours::
 
     python -m lfe.main --config=configs/cpu_evolution.py:rungs --workdir=runs/cpu_evolution_rungs
 """
@@ -108,7 +112,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.seed = 1
         c.novelty, c.fitness.on_diverged = "archive", "failed"  # as the committed run
         c.rungs, c.rung_fraction, c.rung_score = (400, 1200), 1 / 3, "train"
-        c.max_iterations, c.max_core_hours = 1000, 5.35  # the budget decides
+        c.max_iterations, c.max_steps = 1000, 174_000  # the budget decides
         c.ce_band = CE_BAND
         c.command = ("python -m lfe.main --config=configs/cpu_evolution.py:rungs "
                      "--workdir=runs/cpu_evolution_rungs")

@@ -139,3 +139,18 @@ def test_the_eta_is_capped_by_the_budgets():
     assert progress.budget_eta(None, s, max_core_hours=1.5) == pytest.approx(1800.0)
     assert progress.budget_eta(None, s) is None and progress.budget_eta(42.0, s) == 42.0
     assert progress.budget_eta(9000.0, s, max_core_hours=0.4) == 0.0  # spent already
+
+
+def test_steps_spent_and_the_step_budget():
+    from lfe.core.state import Arrival
+    done = [Evaluated(i, {}, 1, "eq", "initial", None, None, 0,
+                      {"status": "ok", "fitness": 0.5, "steps": 2000, "wall_time_s": 900.0})
+            for i in range(2)]
+    s = state(done, in_flight=2)  # ids 100 and 101 in flight; 100 paused at a rung before
+    s.rung_log.append(Arrival(100, 0, 0.4, True, 1200, 450.0, 0.5))
+    s.rung_log.append(Arrival(7, 0, 0.3, False, 1200, 450.0, 0.5))  # told: in its record
+    assert progress.steps_spent(s) == 2 * 2000 + 1200
+    assert progress.core_hours(s) == pytest.approx((2 * 900 + 450) / 3600)
+    # 5,200 steps cost 2,250 core-seconds; 10,400 - 5,200 steps left, over 2 in flight
+    assert progress.budget_eta(1e6, s, max_steps=10_400) == pytest.approx(5200 * 2250 / 5200 / 2)
+    assert progress.budget_eta(1e6, s, max_steps=5000) == 0.0

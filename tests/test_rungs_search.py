@@ -183,6 +183,21 @@ def test_rungs_on_the_pool_end_as_in_process(tmp_path):
     assert a["rung_log"] and a == b
 
 
+def test_the_step_budget_ends_a_run_and_a_larger_one_resumes_it(tmp_path, capsys):
+    """max_steps: no candidate is asked once the run's training steps reach it (the fake
+    fitness trains 10 steps per evaluation; in process, one evaluation at a time)."""
+    from lfe.core import progress
+
+    main.dispatch(small_config(max_iterations=1000, max_steps=150), str(tmp_path))
+    state = State.from_dict(rundir.load_state(str(tmp_path)))
+    assert progress.steps_spent(state) == 150 and len(state.evaluated) == 15
+    assert not state.in_flight and state.iterations_done < 1000
+    assert "training_steps: 150" in capsys.readouterr().out
+    main.dispatch(small_config(max_iterations=1000, max_steps=200), str(tmp_path))
+    state = State.from_dict(rundir.load_state(str(tmp_path)))
+    assert progress.steps_spent(state) == 200 and len(state.evaluated) == 20
+
+
 def test_bad_rungs_are_refused_in_one_line(tmp_path):
     with pytest.raises(ValueError, match=r"rungs \[70\] are not evaluation steps"):
         main.dispatch(small_config(rungs=(70,)), str(tmp_path))

@@ -119,18 +119,23 @@ def eta(pace: Pace, state, *, initial_population: int, max_iterations: int, resc
 
 
 def budget_eta(eta_s: float | None, state, *, hours_left_s: float | None = None,
-               max_core_hours: float = 0.0) -> float | None:
+               max_core_hours: float = 0.0, max_steps: int = 0) -> float | None:
     """``eta_s`` capped by the run's budgets, which end it before ``max_iterations`` when they
-    run out first: ``hours_left_s`` (``max_hours``' wall-clock seconds left this session) and
+    run out first: ``hours_left_s`` (``max_hours``' wall-clock seconds left this session),
     ``max_core_hours`` (training time over all sessions, ``core_hours``), whose core-seconds
-    left the evaluations in flight spend side by side (one core each). None stays None unless
-    a budget gives a bound."""
+    left the evaluations in flight spend side by side (one core each), and ``max_steps``
+    (``steps_spent``), its steps left at the core-seconds per step spent so far. None stays
+    None unless a budget gives a bound."""
     bounds = [] if eta_s is None else [eta_s]
     if hours_left_s is not None:
         bounds.append(max(0.0, hours_left_s))
     if max_core_hours:
         left = max(0.0, max_core_hours - core_hours(state)) * 3600
         bounds.append(left / max(1, len(state.in_flight)))
+    spent = steps_spent(state)
+    if max_steps and spent:
+        per_step = core_hours(state) * 3600 / spent
+        bounds.append(max(0, max_steps - spent) * per_step / max(1, len(state.in_flight)))
     return min(bounds) if bounds else None
 
 
@@ -243,9 +248,21 @@ def history_scalars(state) -> list[tuple[int, int, dict]]:
     return out
 
 
+def _paused_tasks(state) -> list:
+    """The rung tasks of children still in flight (their records are not told yet)."""
+    flying = {c.id for c in state.in_flight}
+    return [a for a in state.rung_log if a.id in flying]
+
+
+def steps_spent(state) -> int:
+    """Training steps spent so far: the evaluations' (gate and surrogate run, every task of a
+    child trained in rungs) and those of the tasks of children paused at a rung."""
+    return (sum(int(e.record.get("steps") or 0) for e in state.evaluated)
+            + sum(a.steps for a in _paused_tasks(state)))
+
+
 def core_hours(state) -> float:
     """Training time spent so far: the evaluations' wall times (each on one core with the pool
     executor), with the tasks of children paused at a rung, in hours."""
     return math.fsum([float(e.record.get("wall_time_s") or 0.0) for e in state.evaluated]
-                     + [a.wall_time_s for a in state.rung_log
-                        if any(c.id == a.id for c in state.in_flight)]) / 3600
+                     + [a.wall_time_s for a in _paused_tasks(state)]) / 3600

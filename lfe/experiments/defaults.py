@@ -43,6 +43,9 @@ def evolve() -> ml_collections.ConfigDict:
     # training budget of the whole run over all sessions: the summed wall time of its
     # evaluations (one core each on the pool executor); no new candidate once spent; 0 = none
     c.max_core_hours = 0.0
+    # the same budget in training steps (gates, surrogate runs and rung tasks over all
+    # sessions), which does not depend on the machine's speed; 0 = none
+    c.max_steps = 0
     # a child's novelty is checked against the current population ("population", Alg. 1 and
     # §3.3: a copy may return once its original aged out) or every genome drawn ("archive")
     c.novelty = "population"

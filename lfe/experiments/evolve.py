@@ -42,8 +42,8 @@ from lfe.executors import pool
 from lfe.experiments import defaults
 
 # Fields that may change between a run and its resumption; any other change is refused.
-RESUMABLE_CHANGES = ("max_iterations", "max_hours", "max_core_hours", "executor", "workers", "ray",
-                     "plot_every",
+RESUMABLE_CHANGES = ("max_iterations", "max_hours", "max_core_hours", "max_steps", "executor",
+                     "workers", "ray", "plot_every",
                      "command", "ce_band", "top_k",  # the last two only change outputs
                      "data_dir", "fitness.data_dir",  # the data may move (older runs: no data_dir)
                      "evaluator",  # older runs name the evaluation, now always lfe.worker's
@@ -195,7 +195,8 @@ class _Run:
             hours = self.config.max_hours
             eta = progress_lib.budget_eta(
                 eta, self.state, hours_left_s=hours * 3600 - (now - self.start) if hours else None,
-                max_core_hours=self.config.get("max_core_hours", 0.0))
+                max_core_hours=self.config.get("max_core_hours", 0.0),
+                max_steps=self.config.get("max_steps", 0))
         print(progress_lib.line(self.state, candidate_id, record,
                                 initial_population=p.initial_population,
                                 max_iterations=p.max_iterations,
@@ -212,6 +213,9 @@ class _Run:
     def budget_left(self) -> bool:
         hours, core_hours = self.config.max_hours, self.config.get("max_core_hours", 0.0)
         if core_hours and progress_lib.core_hours(self.state) >= core_hours:
+            return False
+        steps = self.config.get("max_steps", 0)
+        if steps and progress_lib.steps_spent(self.state) >= steps:
             return False
         return not hours or (time.time() - self.start) < hours * 3600
 
@@ -379,7 +383,8 @@ def _run(config, workdir: str) -> dict:
             executor.close()
         r.close()
     s = evolution.summary(r.state)
-    print_summary({**s, "core_hours": round(progress_lib.core_hours(r.state), 3)}, workdir,
+    print_summary({**s, "core_hours": round(progress_lib.core_hours(r.state), 3),
+                   "training_steps": progress_lib.steps_spent(r.state)}, workdir,
                   r.clock.elapsed(time.time()))
     return s
 

@@ -192,6 +192,7 @@ MODE_RULES: dict[str, dict[str, Rule]] = {
         "max_iterations": integer(0),
         "max_hours": number(0),
         "max_core_hours": number(0),
+        "max_steps": integer(0),
         "novelty": one_of(*evolution.NOVELTY_SCOPES),
         "rescore_initial": boolean(),
         "rungs": sequence(integer(1), "() or increasing steps of a child's surrogate run at "
