@@ -132,11 +132,12 @@ def test_history_scalars_follow_the_log_by_hand():
 def test_the_eta_is_capped_by_the_budgets():
     s = state([Evaluated(0, {}, 1, "eq", "initial", None, None, 0,
                          {"status": "ok", "fitness": 0.5, "wall_time_s": 1800.0})], in_flight=2)
-    # 0.5 core-hours spent of 1.5: 3,600 core-seconds left, spent by the 2 in flight side by side
-    assert progress.budget_eta(9000.0, s, max_core_hours=1.5) == pytest.approx(1800.0)
+    # 0.5 core-hours spent of 1.5: 3,600 core-seconds left, spent by 2 workers side by side
+    assert progress.budget_eta(9000.0, s, max_core_hours=1.5, parallel=2) == pytest.approx(1800.0)
+    assert progress.budget_eta(9000.0, s, max_core_hours=1.5) == pytest.approx(3600.0)
     assert progress.budget_eta(600.0, s, max_core_hours=1.5) == 600.0  # iterations end first
     assert progress.budget_eta(9000.0, s, hours_left_s=700.0, max_core_hours=1.5) == 700.0
-    assert progress.budget_eta(None, s, max_core_hours=1.5) == pytest.approx(1800.0)
+    assert progress.budget_eta(None, s, max_core_hours=1.5, parallel=2) == pytest.approx(1800.0)
     assert progress.budget_eta(None, s) is None and progress.budget_eta(42.0, s) == 42.0
     assert progress.budget_eta(9000.0, s, max_core_hours=0.4) == 0.0  # spent already
 
@@ -151,6 +152,6 @@ def test_steps_spent_and_the_step_budget():
     s.rung_log.append(Arrival(7, 0, 0.3, False, 1200, 450.0, 0.5))  # told: in its record
     assert progress.steps_spent(s) == 2 * 2000 + 1200
     assert progress.core_hours(s) == pytest.approx((2 * 900 + 450) / 3600)
-    # 5,200 steps cost 2,250 core-seconds; 10,400 - 5,200 steps left, over 2 in flight
-    assert progress.budget_eta(1e6, s, max_steps=10_400) == pytest.approx(5200 * 2250 / 5200 / 2)
+    # 5,200 steps cost 2,250 core-seconds; 10,400 - 5,200 steps left, over 2 workers
+    assert progress.budget_eta(1e6, s, max_steps=10_400, parallel=2) == pytest.approx(2250 / 2)
     assert progress.budget_eta(1e6, s, max_steps=5000) == 0.0

@@ -119,23 +119,24 @@ def eta(pace: Pace, state, *, initial_population: int, max_iterations: int, resc
 
 
 def budget_eta(eta_s: float | None, state, *, hours_left_s: float | None = None,
-               max_core_hours: float = 0.0, max_steps: int = 0) -> float | None:
+               max_core_hours: float = 0.0, max_steps: int = 0,
+               parallel: int = 1) -> float | None:
     """``eta_s`` capped by the run's budgets, which end it before ``max_iterations`` when they
     run out first: ``hours_left_s`` (``max_hours``' wall-clock seconds left this session),
     ``max_core_hours`` (training time over all sessions, ``core_hours``), whose core-seconds
-    left the evaluations in flight spend side by side (one core each), and ``max_steps``
-    (``steps_spent``), its steps left at the core-seconds per step spent so far. None stays
-    None unless a budget gives a bound."""
+    left ``parallel`` evaluations spend side by side (the executor's capacity: one core each
+    on the pool), and ``max_steps`` (``steps_spent``), its steps left at the core-seconds per
+    step spent so far. None stays None unless a budget gives a bound."""
     bounds = [] if eta_s is None else [eta_s]
     if hours_left_s is not None:
         bounds.append(max(0.0, hours_left_s))
     if max_core_hours:
         left = max(0.0, max_core_hours - core_hours(state)) * 3600
-        bounds.append(left / max(1, len(state.in_flight)))
+        bounds.append(left / max(1, parallel))
     spent = steps_spent(state)
     if max_steps and spent:
         per_step = core_hours(state) * 3600 / spent
-        bounds.append(max(0, max_steps - spent) * per_step / max(1, len(state.in_flight)))
+        bounds.append(max(0, max_steps - spent) * per_step / max(1, parallel))
     return min(bounds) if bounds else None
 
 

@@ -114,6 +114,7 @@ class _Run:
         self.writer: metrics.MetricWriter | None = None
         self.pace: progress_lib.Pace | None = None
         self.told_since_plot = 0
+        self.parallel = 1  # evaluations side by side: the executor's capacity, once it exists
         self.outputs_written = False
         self.with_figures = bool(config.plot_every)
         self.figures = _SpawnedFigures() if self.isolated and self.with_figures else None
@@ -196,7 +197,7 @@ class _Run:
             eta = progress_lib.budget_eta(
                 eta, self.state, hours_left_s=hours * 3600 - (now - self.start) if hours else None,
                 max_core_hours=self.config.get("max_core_hours", 0.0),
-                max_steps=self.config.get("max_steps", 0))
+                max_steps=self.config.get("max_steps", 0), parallel=self.parallel)
         print(progress_lib.line(self.state, candidate_id, record,
                                 initial_population=p.initial_population,
                                 max_iterations=p.max_iterations,
@@ -376,6 +377,7 @@ def _run(config, workdir: str) -> dict:
     try:
         executor = executors.make(chosen, config.get("workers") or None,
                                   config.get("ray"))
+        r.parallel = executor.capacity
         _evolve(r, executor)
         r.write_outputs(final=True)
     finally:
