@@ -8,6 +8,7 @@ import random
 import numpy as np
 import pytest
 
+from lfe.core import archive as archive_lib
 from lfe.core import evolution, integrity, records
 from lfe.core import genome as genome_lib
 from lfe.core.state import Member, Retry, State
@@ -62,14 +63,14 @@ def drive(params=SMALL, seed=0, capacity=1, pick=_fifo, fail=None, roundtrip=Fal
           resume_every=0, stop_after=None, check=True):
     """Runs ask/tell to the end (or ``stop_after`` tells); returns state, archive, asked, told."""
     state = evolution.init(params, seed)
-    archive = evolution.rebuild_archive(state)
+    archive = archive_lib.rebuild(state)
     rnd, asked, told, pending, calls = random.Random(seed), [], [], [], 0
     while True:
         calls += 1
         if roundtrip:
             state = json_trip(state)
         if resume_every and calls % resume_every == 0:
-            archive = evolution.rebuild_archive(json_trip(state))
+            archive = archive_lib.rebuild(json_trip(state))
         if not evolution.is_done(params, state):
             state, new = ask(params, state, archive, capacity)
             pending += new
@@ -281,7 +282,7 @@ def test_out_of_order_tells_keep_the_state_consistent(pick):
     s = check_final(SMALL, state, asked, told)
     assert len(state.population) == SMALL.population_size
     assert s["evaluated"] == len(archive)
-    assert len(evolution.rebuild_archive(state)) == len(archive)
+    assert len(archive_lib.rebuild(state)) == len(archive)
 
 
 def test_budget_is_not_exceeded_with_many_in_flight():
@@ -308,7 +309,7 @@ def test_telling_an_unknown_or_repeated_id_raises():
 def test_ask_and_tell_leave_their_input_state_and_archive_unchanged():
     state = json_trip(drive(stop_after=SMALL.initial_population + 2)[0])
     frozen = json.dumps(state.to_dict())
-    archive = evolution.rebuild_archive(state)
+    archive = archive_lib.rebuild(state)
     seen = archive.phenotypes.copy()
     after, new, admitted = evolution.ask(SMALL, state, archive, 3)
     evolution.tell(SMALL, after, new[0].id, fake_record(new[0]))
@@ -317,7 +318,7 @@ def test_ask_and_tell_leave_their_input_state_and_archive_unchanged():
     assert len(admitted) == len(new) > 0
     for phenotype, equation in admitted:  # the caller's archive then equals the rebuilt one
         archive.add(phenotype, equation)
-    np.testing.assert_array_equal(archive.phenotypes, evolution.rebuild_archive(after).phenotypes)
+    np.testing.assert_array_equal(archive.phenotypes, archive_lib.rebuild(after).phenotypes)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -332,7 +333,7 @@ def test_json_round_trip_between_calls_gives_the_identical_final_state(capacity)
 def test_rebuild_archive_equals_the_live_archive():
     for kwargs in ({"stop_after": 3, "capacity": 3}, {"stop_after": 14, "capacity": 3}, {}):
         state, live, _, _ = drive(**kwargs, check=False)
-        rebuilt = evolution.rebuild_archive(json_trip(state))
+        rebuilt = archive_lib.rebuild(json_trip(state))
         assert len(rebuilt) == len(live)
         np.testing.assert_array_equal(rebuilt.phenotypes, live.phenotypes)
         assert rebuilt.equations == live.equations
@@ -440,11 +441,11 @@ def test_a_removed_member_may_return_under_population_novelty_only(novelty, monk
 def test_population_scope_is_the_population_and_the_children_in_flight():
     state, archive, _, _ = drive(SMALL, capacity=3, stop_after=SMALL.initial_population + 4,
                                  check=False)
-    scope = evolution._population_scope(state, archive)
+    scope = archive_lib.population_scope(state, archive)
     ids = [m.id for m in state.population] + [c.id for c in state.in_flight]
     np.testing.assert_array_equal(scope.phenotypes, archive.phenotypes[ids])
     with pytest.raises(ValueError, match="rebuild"):
-        evolution._population_scope(state, integrity.Archive())
+        archive_lib.population_scope(state, integrity.Archive())
 
 
 @pytest.mark.parametrize("novelty", ["population", "archive"])

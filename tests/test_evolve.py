@@ -12,6 +12,7 @@ import pytest
 
 from configs import quickstart
 from lfe import main, worker
+from lfe.core import archive as archive_lib
 from lfe.core import fileio, rundir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -161,7 +162,6 @@ def test_the_committed_cpu_evolution_resumes_and_reports(tmp_path, cifar_dir):
 
     from configs import cpu_evolution
     from configs import report as report_config
-    from lfe.core import evolution
     from lfe.core.state import State
 
     source = os.path.join(ROOT, "results", "cpu_evolution", "run")
@@ -170,7 +170,7 @@ def test_the_committed_cpu_evolution_resumes_and_reports(tmp_path, cifar_dir):
     saved = rundir.load_state(str(work))
     state = State.from_dict(saved)
     assert state.to_dict() == saved  # the same JSON, field for field
-    assert len(evolution.rebuild_archive(state)) == len(state.evaluated) == 114
+    assert len(archive_lib.rebuild(state)) == len(state.evaluated) == 114
     c = cpu_evolution.get_config()
     c.ce_band = tuple(json.load(open(work / "config.json"))["ce_band"])
     c.data_dir = str(cifar_dir)

@@ -4,7 +4,7 @@ The controller never trains and never does I/O: ``ask`` hands out candidates to 
 ``tell`` takes back their ``FitnessRecord.to_dict()``, so several candidates can be in flight at
 once (asynchronous evolution, Real et al. 2019) and results may arrive in any order. Everything it
 knows lives in a ``State`` (``lfe.core.state``: typed plain data whose ``to_dict()`` is the
-checkpoint JSON), so a resume (``State.from_dict`` + ``rebuild_archive``) continues exactly as if
+checkpoint JSON), so a resume (``State.from_dict`` + ``archive.rebuild``) continues exactly as if
 never interrupted. ``ask`` and ``tell`` are pure: they return a new state and leave theirs (and
 the novelty archive) as they were; ``ask`` also returns the phenotypes it admitted, for the
 caller to add to its archive.
@@ -36,12 +36,13 @@ import statistics
 
 import numpy as np
 
+from lfe.core import archive as archive_lib
 from lfe.core import equation as equation_lib
 from lfe.core import genome as genome_lib
 from lfe.core import integrity, records, rungs
 from lfe.core.state import Attempt, Candidate, Evaluated, LogRow, Member, Retry, State
 
-NOVELTY_SCOPES = ("population", "archive")
+NOVELTY_SCOPES = archive_lib.SCOPES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,8 +260,7 @@ def ask(params: Params, state: State, archive: integrity.Archive, capacity: int
     within ``max_iterations``.
     """
     state, rng = state.copy(), _rng(state)
-    seen = (archive.copy() if params.novelty == "archive" or state.phase == "initial"
-            else _population_scope(state, archive))
+    seen = archive_lib.scope(params.novelty, state, archive)
     before, new = len(seen), []
     if state.phase == "initial":
         if not state.initial_sampled:
@@ -289,15 +289,6 @@ def ask(params: Params, state: State, archive: integrity.Archive, capacity: int
     return state, new, seen.added_since(before)
 
 
-def _population_scope(state: State, archive: integrity.Archive) -> integrity.Archive:
-    """The phenotypes of the population and of the candidates in flight: the rows of their ids
-    in the run's archive (every candidate, in id order)."""
-    if len(archive) != state.next_id:
-        raise ValueError(f"the archive holds {len(archive)} phenotypes but the state has drawn "
-                         f"{state.next_id} candidates; rebuild it (rebuild_archive)")
-    return archive.subset([m.id for m in state.population] + [c.id for c in state.in_flight])
-
-
 def is_rescore(c: Candidate) -> bool:
     """A re-scoring of an initial member on the surrogate (not a child)."""
     return c.stage == "surrogate" and c.iteration is None
@@ -310,7 +301,7 @@ def _ask_rescores(state: State, seen: integrity.Archive, capacity: int, new: lis
     initial = {e.id: e for e in state.evaluated if e.stage == "initial"}
     todo = [initial[m.id] for m in state.population if m.id in initial and m.id not in asked]
     todo = todo[: max(0, capacity - len(state.in_flight))]
-    for e, (phenotype, eq) in zip(todo, _phenotypes(todo), strict=True):
+    for e, (phenotype, eq) in zip(todo, archive_lib.phenotypes(todo), strict=True):
         seen.add(phenotype, eq)
         new.append(Candidate(state.next_id, e.genome, e.sign, e.equation, "surrogate", None,
                              e.id, 0))
@@ -405,32 +396,6 @@ def attempts_of(state: State, candidate_id: int) -> list[bool]:
 
 
 # --------------------------------------------------------------------------- queries
-
-def rebuild_archive(state: State, chunk: int = 256) -> integrity.Archive:
-    """The novelty archive of the run, recomputed from the genomes in the state.
-
-    Every candidate ever drawn (initial ones included) joined the archive in id order, and
-    phenotypes are a pure function of the genome, so this equals the live archive.
-    """
-    seen = sorted(state.evaluated + state.in_flight + state.initial_queue, key=lambda c: c.id)
-    archive = integrity.Archive()
-    for start in range(0, len(seen), chunk):
-        for phenotype, eq in _phenotypes(seen[start: start + chunk]):
-            archive.add(phenotype, eq)
-    return archive
-
-
-def _phenotypes(candidates: list[Candidate]) -> list[tuple[np.ndarray, str]]:
-    """``(normalised phenotype, equation)`` of each candidate's genome, as the check gave them
-    when it was admitted (each judged alone: a pure function of the genome)."""
-    genomes = [genome_lib.from_dict(c.genome) for c in candidates]
-    out = []
-    for c, v in zip(candidates, integrity.check_batch(genomes, integrity.Archive()), strict=True):
-        if v.phenotype is None:
-            raise ValueError(f"candidate {c.id} in the state fails the check ({v.reason})")
-        out.append((v.phenotype, v.equation))
-    return out
-
 
 def is_done(params: Params, state: State) -> bool:
     """All ``max_iterations`` completed (so nothing is in flight), or no population to evolve."""

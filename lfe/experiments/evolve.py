@@ -32,6 +32,7 @@ import time
 import ml_collections
 
 from lfe import executors, worker
+from lfe.core import archive as archive_lib
 from lfe.core import equation, evolution, fileio, metrics, protocol, records, registry, rundir
 from lfe.core import genome as genome_lib
 from lfe.core import progress as progress_lib
@@ -107,7 +108,7 @@ class _Run:
         self.resumed = checkpoint is not None
         self.state = (State.from_dict(checkpoint["state"]) if checkpoint is not None
                       else evolution.init(self.params, config.seed))
-        self.archive = evolution.rebuild_archive(self.state)
+        self.archive = archive_lib.rebuild(self.state)
         self.start = time.time()
         self.clock = progress_lib.Clock(rundir.elapsed_of(checkpoint), self.start)
         # set by start_session, after the evaluations a resume tells from events.jsonl
