@@ -146,7 +146,10 @@ def test_a_run_with_rungs(tmp_path, capsys):
     s = main.dispatch(small_config(rungs=(50,), rung_fraction=1 / 3), str(tmp_path))
     assert s["iterations"] == 12
     out = capsys.readouterr().out
-    assert "promoted; trains on to the end" in out and "stopped_at_rung" in out
+    assert "promoted; trains on to the end" in out
+    # a child not promoted is told stopped at its rung (the progress line says so, never paused)
+    assert "stopped_at_rung " in out and "stopped at rung 1 of 1 (step 50): rank" in out
+    assert ": paused" not in out
     events = rundir.read_events(str(tmp_path))
     statuses = [e["record"]["status"] for e in events]
     state = rundir.load_state(str(tmp_path))

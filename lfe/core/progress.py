@@ -149,6 +149,8 @@ def line(state, candidate_id: int, record: dict, *, initial_population: int,
     e = state.entry(candidate_id)
     fit = record.get("fitness")
     outcome = record["status"] + ("" if fit is None else f" {percent(fit)}")
+    if record["status"] == "stopped_at_rung":  # which rung, and its rank there
+        outcome += f" ({record.get('message')})"
     what = kind(e)
     if what == "initial":
         done = sum(kind(x) == "initial" for x in state.evaluated)

@@ -142,7 +142,8 @@ class _Run:
             shutil.rmtree(_checkpoint_args(self.fitness_cfg, self.workdir, candidate, ())[0],
                           ignore_errors=True)
         self.told_since_plot += 1
-        self.progress(candidate_id, record)
+        # the record as told: a child stopped at a rung was told stopped_at_rung, not paused
+        self.progress(candidate_id, self.state.entry(candidate_id).record)
 
     def in_flight(self, candidate_id: int):
         """The in-flight candidate ``candidate_id``, or None."""
