@@ -81,6 +81,7 @@ def test_the_paired_side_note_matches_runs_by_seed():
     nl = {0: 58.0, 1: 58.0, 3: 99.0}  # seed 3 has no cross-entropy run: left out
     cells = {f"{n}__seed{s}": {"loss": n, "seed": s, "accuracy": v / 100}
              for n, runs in (("cross_entropy", ce), ("neuroloss2", nl)) for s, v in runs.items()}
+    del cells["cross_entropy__seed1"]["seed"]  # an older record: the seed is in its cell id
     c = table4.get_config()
     c.losses = "cross_entropy,neuroloss2"
     table = compare.paired_table(cells, c)

@@ -120,11 +120,16 @@ def results_table(records: dict[str, dict], config) -> tables.Table:
                              note=note + tables.provenance(config, omitted))
 
 
+def _seed(key: str, record: dict) -> int:
+    """A cell's seed: its record's, or its id's ``__seed<k>`` (records older than the field)."""
+    return int(record["seed"]) if "seed" in record else int(key.rsplit("__seed", 1)[1])
+
+
 def paired_table(records: dict[str, dict], config) -> tables.Table:
     """The side note to ``results_table``: each loss against cross-entropy, runs paired by
     seed (Welch's test, the paper's, ignores the pairing)."""
     names = [label(n, records) for n in _names(config.losses)]
-    by_seed = {n: {int(c["seed"]): 100 * cells.accuracy(c) for c in records.values()
+    by_seed = {n: {_seed(key, c): 100 * cells.accuracy(c) for key, c in records.items()
                    if c["loss"] == n} for n in names}
     note = ("Side note to the table above, whose test (Welch's, as the paper's) treats the "
             "runs as unpaired: every loss trained with seed k starts from the same initial "
