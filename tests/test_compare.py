@@ -186,3 +186,32 @@ def test_transfer_tables_drop_the_paper_s_values_for_another_setting():
     (table,) = tables.transfer_tables(records, {**config, "settings": changed})
     assert "cifar10 (paper)" not in table.header
     assert "measured on in settings.a.protocol.steps." in table.note
+
+
+def test_two_genome_files_with_one_candidate_name_must_be_named_apart(tmp_path):
+    """Two runs' ``best.json#1`` can both be ``cand9``: the grid refuses the clash (cell ids
+    and rows are by name) and ``name=file`` names one explicitly."""
+    from lfe.core import genome as G
+    from lfe.training import losses as L
+
+    for run, loss in (("a", "neuroloss2"), ("b", "neuroloss3")):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "best.json").write_text(json.dumps(
+            [{"id": 9, "fitness": 0.5, "sign": -1, "genome": G.to_dict(L.get(loss).genome)}]))
+    a, b = f"{tmp_path}/a/best.json#1", f"{tmp_path}/b/best.json#1"
+    c = table4.get_config()
+    c.losses, c.seeds = f"cross_entropy,{a},{b}", 1
+    with pytest.raises(ValueError, match="both named 'cand9'"):
+        compare.grid(c)
+    c.losses = f"cross_entropy,{a},rungs9={b}"
+    grid = compare.grid(c)
+    assert [x.key for x in grid] == ["cross_entropy__seed0", "cand9__seed0", "rungs9__seed0"]
+    assert grid[2].meta == {**grid[2].meta, "loss": "rungs9", "spec": f"rungs9={b}"}
+    # the named loss is b's genome, in b's sign, shipped to workers under its new name
+    spec = grid[2].args[0]
+    assert spec["name"] == "rungs9" and spec["sign"] == -1
+    assert G.to_dict(L.from_spec(spec).genome) == G.to_dict(L.get("neuroloss3").genome)
+    with pytest.raises(ValueError, match="not a library loss's name"):
+        L.resolve(f"neuroloss2={b}")
+    with pytest.raises(ValueError, match="only a genome file can be renamed"):
+        L.resolve("x=neuroloss2")

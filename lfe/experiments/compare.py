@@ -55,6 +55,7 @@ def grid(config) -> list[cells.Cell]:
     """The (loss, seed) cells of a comparison, seeds outermost (so a partial grid is balanced)."""
     names = _names(config.losses)
     loss_defs = {n: losses.resolve(n) for n in names}  # fail fast on bad names
+    _distinct_names(loss_defs)
     specs = {n: losses.to_spec(d) for n, d in loss_defs.items()}  # once per loss, not per seed
     seeds = list(range(config.seeds)) if isinstance(config.seeds, int) else list(config.seeds)
     protocol = config.protocol.to_dict()
@@ -69,6 +70,17 @@ def grid(config) -> list[cells.Cell]:
             out.append(cells.Cell(cell_id(name, s), meta,
                                   (specs[n], protocol, config.dataset, data_dir, s)))
     return out
+
+
+def _distinct_names(loss_defs: dict[str, losses.LossDef]) -> None:
+    """Two losses of one grid must not share a name (cell ids and table rows are by name):
+    two runs' ``best.json#1`` may both be a ``cand<id>`` of the same id."""
+    seen: dict[str, str] = {}
+    for spec, d in loss_defs.items():
+        if d.name in seen:
+            raise ValueError(f"losses {seen[d.name]!r} and {spec!r} are both named {d.name!r}; "
+                             f"name one explicitly, e.g. 'other_{d.name}={spec}'")
+        seen[d.name] = spec
 
 
 def run(config, workdir: str) -> tables.Table:

@@ -57,6 +57,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from collections.abc import Callable
 
 import jax
@@ -267,6 +268,7 @@ def _build_registry() -> dict[str, LossDef]:
 
 
 _REGISTRY = _build_registry()
+_ALIAS = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
 
 def available() -> list[str]:
@@ -292,9 +294,21 @@ def resolve(spec: str, *, allow_rejected: bool = False) -> LossDef:
     oriented, or refused, by the integrity check as ``from_genome`` does; one with a sign keeps
     it but is refused all the same when the check rejects it (a constant loss, one without ŷ,
     ...): ``allow_rejected=True`` is the explicit override for both.
+
+    ``name=file`` names a genome file's loss explicitly (``rungs=results/run/best.json#1``):
+    two runs' best entries may share a ``cand<id>``, and a grid needs distinct names.
     """
     if spec in _REGISTRY:
         return _REGISTRY[spec]
+    alias, eq, rest = spec.partition("=")
+    if eq and os.path.sep not in alias:  # (a path may hold '=' in a folder's name)
+        if not _ALIAS.fullmatch(alias) or alias in _REGISTRY:
+            raise ValueError(f"loss {spec!r}: the name before '=' must be letters, digits, '_', "
+                             "'.' or '-' and not a library loss's name")
+        if not (rest.partition("#")[0].endswith(".json") or os.path.sep in rest):
+            raise ValueError(f"loss {spec!r}: only a genome file can be renamed; "
+                             f"{rest!r} is not a path")
+        return dataclasses.replace(resolve(rest, allow_rejected=allow_rejected), name=alias)
     path, _, rank = spec.partition("#") if ".json#" in spec else (spec, "", "")
     if not (path.endswith(".json") or os.path.sep in path):
         return get(spec)
