@@ -215,3 +215,41 @@ def test_two_genome_files_with_one_candidate_name_must_be_named_apart(tmp_path):
         L.resolve(f"neuroloss2={b}")
     with pytest.raises(ValueError, match="only a genome file can be renamed"):
         L.resolve("x=neuroloss2")
+
+
+def test_a_finished_cell_of_another_loss_of_the_same_name_is_refused(tmp_path):
+    """Cells record what their loss computes; a grid whose loss took a finished cell's name
+    (a best.json rewritten by a resumed run, a renamed library loss) stops with one line
+    instead of reusing it. Records older than the fingerprint are trusted."""
+    from lfe import worker
+    from lfe.core import genome as G
+    from lfe.training import losses as L
+
+    best = tmp_path / "best.json"
+
+    def write(loss):
+        best.write_text(json.dumps([{"id": 9, "fitness": 0.5, "sign": -1,
+                                     "genome": G.to_dict(L.get(loss).genome)}]))
+
+    write("neuroloss2")
+    c = table4.get_config()
+    c.losses, c.seeds, c.executor = f"cross_entropy,{best}#1", 2, "inprocess"
+    work = tmp_path / "grid"
+    with worker.substitute(train_cell="tests.fake_training:train"):
+        compare.run(c, str(work))
+        first = json.loads((work / "cells" / "cand9__seed0.json").read_text())
+        assert first["loss_fingerprint"] == L.fingerprint(L.to_spec(L.resolve(f"{best}#1")))
+        assert len({json.loads(p.read_text())["loss_fingerprint"]
+                    for p in (work / "cells").glob("*.json")}) == 2  # one per loss
+        compare.run(c, str(work))  # same losses: every cell reused
+        write("neuroloss3")
+        with pytest.raises(ValueError, match=r"cand9__seed\d\.json was trained with another "
+                                             r"loss named 'cand9' \(fingerprint"):
+            compare.run(c, str(work))
+        for p in (work / "cells").glob("cand9__*.json"):  # an older record: trusted
+            r = json.loads(p.read_text())
+            del r["loss_fingerprint"]
+            p.write_text(json.dumps(r))
+        compare.run(c, str(work))
+    assert json.loads((work / "cells" / "cand9__seed0.json").read_text()) == {
+        k: v for k, v in first.items() if k != "loss_fingerprint"}

@@ -225,7 +225,7 @@ def test_a_failed_cell_is_recorded_skipped_and_retried_by_a_rerun(tmp_path, caps
     poison.write_text("")
     protocol = {"steps": 10, "poison_seed": 1, "poison_file": str(poison)}
     grid = [cells.Cell(f"ce__seed{s}", {"loss": "ce", "seed": s},
-                       ({"name": "ce"}, protocol, "cifar10", "", s)) for s in range(3)]
+                       ({"name": "cross_entropy"}, protocol, "cifar10", "", s)) for s in range(3)]
     out = str(tmp_path / "cells")
     with worker.substitute(train_cell=f"{TASKS}:train_cell"):
         done = cells.run_cells(grid, out, max_retries=1)

@@ -116,3 +116,13 @@ def test_readme_saturation_table_is_the_docstrings():
                                np.array([1]))
         assert v == pytest.approx(gap, rel=1e-3) and np.abs(g).max() == pytest.approx(1.0, rel=1e-3)
     assert "100, 1 (gradient [1, −1, 0])" in stable
+
+
+def test_fingerprints_name_what_a_loss_computes():
+    prints = {n: L.fingerprint(L.to_spec(L.get(n))) for n in L.available()}
+    assert len(set(prints.values())) == len(prints)  # every library loss its own
+    assert all(len(p) == 12 and int(p, 16) >= 0 for p in prints.values())
+    nl2 = L.get("neuroloss2")
+    evolved = {"name": "cand9", "genome": G.to_dict(nl2.genome), "sign": nl2.sign}
+    assert L.fingerprint(evolved) == prints["neuroloss2"]  # by genome and sign, not by name
+    assert L.fingerprint({**evolved, "sign": -nl2.sign}) != prints["neuroloss2"]

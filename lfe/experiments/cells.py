@@ -3,7 +3,9 @@
 A *cell* is one independent training run (a loss, a protocol, a dataset, a seed). Its record is
 written atomically to ``<directory>/<key>.json`` the moment it finishes — keys may contain ``/``
 (``stage2/cand17__seed0``) — so a grid interrupted at any point (even by SIGKILL) resumes where
-it stopped: a cell whose file exists is never trained again. Cells fan out over an executor
+it stopped: a cell whose file exists is never trained again. Each record holds its loss's
+``loss_fingerprint`` (``lfe.training.losses.fingerprint``): a finished cell whose fingerprint
+differs from its grid's loss of that name stops the grid with one line instead of being reused. Cells fan out over an executor
 (``lfe.executors.make``) running the worker task ``train_cell`` (``lfe.worker``). A cell that
 raises or loses its worker runs again as ``lfe.core.retry`` allows (``max_retries``), then is
 recorded as failed in ``<directory>/<key>.failed.json`` (its meta, ``status: "error"``, the
@@ -92,7 +94,9 @@ def run_cells(cells: list[Cell], directory: str, executor: str = "inprocess",
     ``max_retries``: a config's ``max_task_retries`` (None: ``lfe.core.retry``'s default)."""
     limit = retry_policy.DEFAULT_MAX_RETRIES if max_retries is None else int(max_retries)
     done = read_cells(directory)
-    records = {c.key: done[c.key] for c in cells if c.key in done}
+    prints = fingerprints(cells)  # before any training: a bad spec fails here, not after a run
+    records = {c.key: _same_loss(c, done[c.key], prints[c.key], directory)
+               for c in cells if c.key in done}
     todo = [c for c in cells if c.key not in done]
     print(f"{label}: {len(records)} cells done, {len(todo)} to run", flush=True)
     if not todo:
@@ -123,6 +127,7 @@ def run_cells(cells: list[Cell], directory: str, executor: str = "inprocess",
                     continue
                 finished += 1
                 record = {**by_key[key].meta, **outcome.value,
+                          "loss_fingerprint": prints[key],
                           "git_revision": fileio.git_revision(), "finished_at": time.time()}
                 fileio.write_json_atomic(os.path.join(directory, key + ".json"), record)
                 if os.path.exists(os.path.join(directory, key + FAILED)):
@@ -135,6 +140,36 @@ def run_cells(cells: list[Cell], directory: str, executor: str = "inprocess",
     finally:
         pool.close()
     return records
+
+
+def fingerprints(cells: list[Cell]) -> dict[str, str]:
+    """Per cell key, what its loss computes (``losses.fingerprint`` of its spec, ``args[0]``),
+    computed once per distinct spec."""
+    import json
+
+    from lfe.training import losses  # lazily: importing cells needs no JAX
+
+    memo: dict[str, str] = {}
+    out = {}
+    for c in cells:
+        text = json.dumps(c.args[0], sort_keys=True)
+        if text not in memo:
+            memo[text] = losses.fingerprint(c.args[0])
+        out[c.key] = memo[text]
+    return out
+
+
+def _same_loss(cell: Cell, record: dict, fingerprint: str, directory: str) -> dict:
+    """``record`` if it was trained with ``cell``'s loss (records older than the fingerprint
+    cannot tell, and are trusted); else one line naming the cell and what to do."""
+    old = record.get("loss_fingerprint")
+    if old is not None and old != fingerprint:
+        raise ValueError(
+            f"{os.path.join(directory, cell.key)}.json was trained with another loss named "
+            f"{cell.meta.get('loss', cell.key)!r} (fingerprint {old}, this grid's is "
+            f"{fingerprint}); move that file aside to retrain the cell, or name this loss "
+            "differently")
+    return record
 
 
 def _write_failed(directory: str, cell: Cell, error: str, attempts: int) -> None:

@@ -55,6 +55,7 @@ Convolutional Neural Networks" (Tables 5 and 6, §3.6).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -349,6 +350,17 @@ def to_spec(loss: LossDef) -> dict:
     if loss.genome is not None and loss.name not in _REGISTRY:
         return {"name": loss.name, "genome": genome_lib.to_dict(loss.genome), "sign": loss.sign}
     return {"name": loss.name}
+
+
+def fingerprint(spec: dict) -> str:
+    """12 hex digits naming what the ``to_spec`` dict ``spec`` computes: its genome and sign,
+    or, for a closed form (printed NeuroLoss1), its library name and printed formula. A grid
+    records it with each cell, so a finished cell is never reused for another loss that took
+    its name (a renamed library loss, a different ``cand9``)."""
+    d = from_spec(spec)
+    body = ({"genome": genome_lib.to_dict(d.genome), "sign": d.sign} if d.genome is not None
+            else {"closed_form": d.name, "formula": d.formula})
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def from_spec(spec: dict) -> LossDef:
