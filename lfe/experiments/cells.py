@@ -5,12 +5,13 @@ written atomically to ``<directory>/<key>.json`` the moment it finishes — keys
 (``stage2/cand17__seed0``) — so a grid interrupted at any point (even by SIGKILL) resumes where
 it stopped: a cell whose file exists is never trained again. Each record holds its loss's
 ``loss_fingerprint`` (``lfe.training.losses.fingerprint``): a finished cell whose fingerprint
-differs from its grid's loss of that name stops the grid with one line instead of being reused. Cells fan out over an executor
-(``lfe.executors.make``) running the worker task ``train_cell`` (``lfe.worker``). A cell that
-raises or loses its worker runs again as ``lfe.core.retry`` allows (``max_retries``), then is
-recorded as failed in ``<directory>/<key>.failed.json`` (its meta, ``status: "error"``, the
-error, the attempts): ``read_cells`` never returns it, the grid goes on, the mode ends with one
-line (``check_complete``) and a rerun trains it again (a success removes the failed file).
+differs from its grid's loss of that name stops the grid with one line instead of being
+reused. Cells fan out over an executor (``lfe.executors.make``) running the worker task
+``train_cell`` (``lfe.worker``). A cell that raises or loses its worker runs again as
+``lfe.core.retry`` allows (``max_retries``), then is recorded as failed in
+``<directory>/<key>.failed.json`` (its meta, ``status: "error"``, the error, the attempts):
+``read_cells`` never returns it, the grid goes on, the mode ends with one line
+(``check_complete``) and a rerun trains it again (a success removes the failed file).
 
     cells = [Cell("cross_entropy__seed0", {"loss": "cross_entropy", "seed": 0, ...},
                   (spec, protocol, "cifar10", data_dir, 0))]
