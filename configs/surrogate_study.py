@@ -21,11 +21,11 @@ from lfe.core import protocol as protocol_lib
 from lfe.experiments import defaults
 
 SIZES = (32, 48, 64, 80, 96, 112)
-# every library loss but neuroloss1_reading (= neuroloss1_h1, a reading of NL1, not the paper's
-# printed formula); tests/test_configs.py
+# every library loss once, NeuroLoss1 as the library ships it (neuroloss1 = neuroloss1_reading;
+# not the printed formula or the other reading neuroloss1_h1); tests/test_configs.py
 # checks this against lfe.training.losses.available(), which imports JAX
 LOSSES = ("bessel_loss,cross_entropy,honorable1,honorable2,honorable3,honorable4,honorable5,"
-          "honorable6,honorable7,neuroloss1,neuroloss2,neuroloss3")
+          "honorable6,honorable7,neuroloss1_reading,neuroloss2,neuroloss3")
 
 
 def _randaug(size: int, normalize: str) -> dict:

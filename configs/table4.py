@@ -18,10 +18,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     variant = common.parse_arg(arg, __file__, runlocal=False)
     c = defaults.compare()
     c.title = "Table 4: ConvNet surrogate protocol on CIFAR-10"
-    c.losses = "cross_entropy,neuroloss1,neuroloss2,neuroloss3,bessel_loss"
+    # NeuroLoss1 both as the library ships it (the reading) and as Table 5 prints it
+    c.losses = ("cross_entropy,neuroloss1_printed,neuroloss1_reading,neuroloss2,neuroloss3,"
+                "bessel_loss")
     c.seeds = 5
-    common.with_paper(c, {  # Table 4: measured on this dataset and protocol
-        "bessel_loss": "58.839 ± 0.572", "neuroloss1": "58.711 ± 0.455",
+    common.with_paper(c, {  # Table 4: measured on this dataset and protocol; the paper's
+        # NeuroLoss1 beside both forms of it
+        "bessel_loss": "58.839 ± 0.572", "neuroloss1_printed": "58.711 ± 0.455",
+        "neuroloss1_reading": "58.711 ± 0.455",
         "neuroloss2": "58.579 ± 0.612", "neuroloss3": "58.660 ± 0.557",
         "cross_entropy": "58.474 ± 0.569"})
     c.command = "python -m lfe.main --config=configs/table4.py --workdir=runs/table4"

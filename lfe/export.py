@@ -278,10 +278,10 @@ class Program:
     orientation: str = ""  # how the term relates to what was evolved or printed
 
 
-# NeuroLoss1 is no genome (losses.py): its trained term ln(|ŷ/s|+eps) + ŷ·s,
+# Printed NeuroLoss1 is no genome (losses.py): its trained term ln(|ŷ/s|+eps) + ŷ·s,
 # s = sqrt(1+(ŷ/(y+eps))^2), written with the ops of the search space.
 CLOSED_FORMS: dict[str, tuple[tuple[str, str, tuple[str, ...]], ...]] = {
-    "neuroloss1": (
+    "neuroloss1_printed": (
         ("t0", "div", ("yhat", "y")), ("t1", "div_sqrt", ("yhat", "t0")), ("t2", "ln", ("t1",)),
         ("t3", "square", ("t0",)), ("t4", "add", ("one", "t3")), ("t5", "sqrt", ("t4",)),
         ("t6", "mul", ("yhat", "t5")), ("root", "add", ("t2", "t6"))),

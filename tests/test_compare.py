@@ -60,10 +60,10 @@ def test_results_table_statistics_match_scipy():
     cells = {f"cross_entropy__seed{i}": {"loss": "cross_entropy", "best_val_accuracy": v / 100,
                                          "git_revision": "72f8807300e9"}
              for i, v in enumerate(ce)}
-    cells |= {f"neuroloss1__seed{i}": {"loss": "neuroloss1", "accuracy": v / 100}
+    cells |= {f"neuroloss1_printed__seed{i}": {"loss": "neuroloss1_printed", "accuracy": v / 100}
               for i, v in enumerate(nl)}
     c = table4.get_config()
-    c.losses = "cross_entropy,neuroloss1"
+    c.losses = "cross_entropy,neuroloss1_printed"
     table = compare.results_table(cells, c)
     row = table.csv_rows[1]
     assert row[2] == pytest.approx(nl.mean()) and row[3] == pytest.approx(nl.std(ddof=1))
@@ -72,7 +72,7 @@ def test_results_table_statistics_match_scipy():
     assert row[7] == pytest.approx(sps.ttest_ind(nl, ce, equal_var=False).pvalue)
     md = tables.to_markdown(table)
     assert md.count("**") == 2 and "| cross_entropy | 5 |" in md
-    assert "| neuroloss1 | 5 | **" in md and "58.711 ± 0.455" in md
+    assert "| neuroloss1_printed | 5 | **" in md and "58.711 ± 0.455" in md
     assert "revision(s) 72f8807, unknown." in md  # the runs' own code revisions
 
 

@@ -193,9 +193,10 @@ def test_configs_import_no_jax():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
-def test_surrogate_study_trains_every_library_loss_but_the_neuroloss1_reading():
+def test_surrogate_study_trains_every_library_loss_once_nl1_as_shipped():
     assert surrogate_study.LOSSES.split(",") == [
-        n for n in L.available() if n not in ("neuroloss1_h1", "neuroloss1_reading")]
+        n for n in L.available() if n not in ("neuroloss1_h1", "neuroloss1_printed")]
+    assert L.get("neuroloss1") is L.get("neuroloss1_reading")
 
 
 def test_parse_arg_flags_choices_values_and_one_line_errors():

@@ -149,13 +149,13 @@ def test_file_holds_the_equation_orientation_and_runs_alone(tmp_path, batch):
     _close(ast.literal_eval(run.stdout.strip()), L.neuroloss2(logits, labels), 1e-5)
 
 
-def test_neuroloss1_closed_form_is_trained_orientation():
-    prog = export.program(L.get("neuroloss1"))
+def test_neuroloss1_printed_closed_form_is_trained_orientation():
+    prog = export.program(L.get("neuroloss1_printed"))
     assert prog.sign == 1 and "negation of the printed formula" in prog.orientation
     y, p = np.array([[0.0, 1.0]], np.float32), np.array([[0.25, 0.75]], np.float32)
     # wrong class: ln(1e-7 + 1e-7)... computed by the JAX loss; the export agrees
     module = _load(export.render(prog, "numpy"))
-    _close(module.loss(y, p), L.get("neuroloss1").loss(y, p), 1e-6)
+    _close(module.loss(y, p), L.get("neuroloss1_printed").loss(y, p), 1e-6)
 
 
 def test_cli_reads_genome_files_and_fails_in_one_line(tmp_path, capsys, batch):

@@ -35,7 +35,8 @@ def _lg(x):
 
 PRINTED = {
     "cross_entropy": lambda y, p: -(y * np.log(p + EPS)),
-    "neuroloss1": lambda y, p: -(_ln(_h1(y, p)) + p * np.sqrt(1 + (p / (y + EPS)) ** 2)),
+    "neuroloss1_printed": lambda y, p: -(_ln(_h1(y, p))
+                                         + p * np.sqrt(1 + (p / (y + EPS)) ** 2)),
     "neuroloss2": lambda y, p: -(_lg(_h1(y, p)) + np.sin(_h1(y, p))),
     "neuroloss3": lambda y, p: -(_ln(_h1(y, p)) + np.minimum(y, p / (y + EPS))),
     "bessel_loss": lambda y, p: np.minimum(__import__("scipy.special").special.i0e(p), y)
@@ -51,7 +52,7 @@ PRINTED = {
     "honorable7": lambda y, p: -_ln(y * p) / np.sqrt(1 + (p / (y + EPS)) ** 2),
 }
 # Only NeuroLoss1 trains as the negation of its printed form (the integrity check flips it).
-TRAINED_SIGN = {name: (-1 if name == "neuroloss1" else 1) for name in PRINTED}
+TRAINED_SIGN = {name: (-1 if name == "neuroloss1_printed" else 1) for name in PRINTED}
 
 
 @pytest.fixture(scope="module")
@@ -104,13 +105,13 @@ def test_shipped_orientation_is_the_one_the_integrity_check_selects(name):
         assert v.ok and v.sign == loss.sign
 
 
-def test_neuroloss1_is_the_negation_of_its_printed_form():
-    printed = PRINTED["neuroloss1"]
+def test_neuroloss1_printed_is_the_negation_of_its_printed_form():
+    printed = PRINTED["neuroloss1_printed"]
     reason, sign, _ = I.check_term(lambda y, p: printed(np.asarray(y, np.float64),
                                                         np.asarray(p, np.float64)))
     assert (reason, sign) == ("ok", -1)
     # its wrong-class term yhat*sqrt(1+(yhat/eps)^2) ~ 1e7 * yhat^2 makes its magnitude huge
-    assert float(L.neuroloss1(jnp.array([[2.0, 0.0, 0.0]]), jnp.array([0]))[0]) > 1e5
+    assert float(L.neuroloss1_printed(jnp.array([[2.0, 0.0, 0.0]]), jnp.array([0]))[0]) > 1e5
 
 
 @pytest.mark.parametrize("name", ["cross_entropy", "neuroloss2", "neuroloss3", "bessel_loss"])
@@ -222,7 +223,7 @@ def test_resolve_names_and_files(tmp_path):
 def test_neuroloss1_h1_reading_hugs_neuroloss2():
     a = I.check_term(L.get("neuroloss1_h1").term)[2]
     b = I.check_term(L.get("neuroloss2").term)[2]
-    c = I.check_term(L.get("neuroloss1").term)[2]
+    c = I.check_term(L.get("neuroloss1_printed").term)[2]
     assert np.abs(a - b).max() < 0.05 < np.abs(c - b).max()
 
 

@@ -120,7 +120,9 @@ def test_readme_saturation_table_is_the_docstrings():
 
 def test_fingerprints_name_what_a_loss_computes():
     prints = {n: L.fingerprint(L.to_spec(L.get(n))) for n in L.available()}
+    assert "neuroloss1" not in prints  # an alias, not a loss of its own
     assert len(set(prints.values())) == len(prints)  # every library loss its own
+    assert L.fingerprint({"name": "neuroloss1"}) == prints["neuroloss1_reading"]
     assert all(len(p) == 12 and int(p, 16) >= 0 for p in prints.values())
     nl2 = L.get("neuroloss2")
     evolved = {"name": "cand9", "genome": G.to_dict(nl2.genome), "sign": nl2.sign}

@@ -58,7 +58,8 @@ def test_cli_runs_and_reports_bad_input_in_one_line(tmp_path):
     assert bad_loss.returncode == 2
     errors = [line for line in bad_loss.stderr.splitlines() if line.startswith("lfe: error")]
     assert errors == ["lfe: error: unknown loss 'nosuchloss'; available: " + ", ".join(
-        __import__("lfe.training.losses").losses.available()) + ", or a path to a genome JSON file"]
+        __import__("lfe.training.losses").losses.available())
+        + ", neuroloss1 (= neuroloss1_reading), or a path to a genome JSON file"]
 
     bad_key = run_cli("--config=configs/phenotypes.py", f"--workdir={tmp_path}/k",
                       "--config.no_such_key=1")

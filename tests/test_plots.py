@@ -69,7 +69,8 @@ def test_legend_labels_carry_the_equation_wrapped():
     assert label.startswith("neuroloss3: h0 = (ŷ / (y+eps)); L = -((ln(")
     assert label.endswith(" (x)") and all(len(x) <= plots.LEGEND_WIDTH
                                           for x in label.splitlines())
-    assert plots.legend_label(L.get("neuroloss1")) == "neuroloss1"  # a closed form: no genome
+    # a closed form: no genome
+    assert plots.legend_label(L.get("neuroloss1_printed")) == "neuroloss1_printed"
 
 
 def test_interior_minimum_by_hand():

@@ -189,9 +189,9 @@ def test_losses_without_a_genome_are_evaluated_sequentially(monkeypatch):
 
     monkeypatch.setattr(fitness, "evaluate", fake)
     monkeypatch.setattr(fitness, "load_dataset", lambda *a: None)
-    got = population.evaluate_population([{"name": "neuroloss1"}], protocol_lib.fitness_config(),
-                                         [7], "initial")
-    assert seen == [("neuroloss1", 7, "initial")] and got[0]["fitness"] == 0.5
+    got = population.evaluate_population([{"name": "neuroloss1_printed"}],
+                                         protocol_lib.fitness_config(), [7], "initial")
+    assert seen == [("neuroloss1_printed", 7, "initial")] and got[0]["fitness"] == 0.5
 
 
 @pytest.mark.slow

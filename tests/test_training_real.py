@@ -8,7 +8,8 @@ from lfe.training import losses as L
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["cross_entropy", "neuroloss1", "neuroloss2", "neuroloss3"])
+@pytest.mark.parametrize("name", ["cross_entropy", "neuroloss1", "neuroloss1_printed",
+                                  "neuroloss2", "neuroloss3"])
 def test_shipped_losses_train_on_real_cifar10(name, cifar_dir):
     protocol = protocol_lib.training_protocol(steps=500, total_steps=1000, warmup_steps=100,
                                          eval_every=250, eval_batch_size=1000)

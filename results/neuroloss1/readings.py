@@ -126,7 +126,7 @@ def near_one_figure(named: dict[str, losses.LossDef], nl2: losses.LossDef, path:
 
 def main() -> None:
     nl2, nl3, ce = (losses.get(n) for n in ("neuroloss2", "neuroloss3", "cross_entropy"))
-    printed = losses.get("neuroloss1")
+    printed = losses.get("neuroloss1_printed")
     os.makedirs(os.path.join(HERE, "readings"), exist_ok=True)
     named, lines = {}, []
     for key, (_, _, label, how) in READINGS.items():
