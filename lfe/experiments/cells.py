@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import os
 import re
 import sys
@@ -146,8 +147,6 @@ def run_cells(cells: list[Cell], directory: str, executor: str = "inprocess",
 def fingerprints(cells: list[Cell]) -> dict[str, str]:
     """Per cell key, what its loss computes (``losses.fingerprint`` of its spec, ``args[0]``),
     computed once per distinct spec."""
-    import json
-
     from lfe.training import losses  # lazily: importing cells needs no JAX
 
     memo: dict[str, str] = {}
