@@ -10,6 +10,8 @@ from configs import table4
 from lfe.core import stats
 from lfe.experiments import compare, tables
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def tiny_config(cifar_dir):
     c = table4.get_config("runlocal")
@@ -109,6 +111,26 @@ def test_cpu_evolution_retrain_reuses_table4_cross_entropy():
     r, t = cpu_evolution.get_config("retrain"), table4.get_config()
     assert r.protocol == t.protocol and r.seeds == t.seeds and r.dataset == t.dataset
     assert r.losses.split(",") == ["cross_entropy", "results/cpu_evolution/best.json#1"]
+
+
+def test_rungs_retrain_names_cand127_and_shares_table4_cells(monkeypatch):
+    """The rungs run's best is re-trained at 10 seeds under its own name, on Table 4's protocol:
+    its grid's keys are Table 4's cross-entropy cells and ``rungs_cand127`` cells, whose loss is
+    the rungs run's best genome (the grid that trained them checks its fingerprint)."""
+    from configs import cpu_evolution
+    from lfe.training import losses as L
+
+    monkeypatch.chdir(ROOT)  # the config names the loss by its path in the repository
+    r, t = cpu_evolution.get_config("rungs_retrain"), table4.get_config()
+    assert r.protocol == t.protocol and r.dataset == t.dataset and r.seeds == 10
+    keys = [x.key for x in compare.grid(r)]
+    assert keys[:4] == ["cross_entropy__seed0", "rungs_cand127__seed0",
+                        "cross_entropy__seed1", "rungs_cand127__seed1"]
+    assert len(keys) == 20
+    with open("results/rungs_evolution/best.json") as f:
+        best = json.load(f)[0]
+    loss = L.resolve("rungs_cand127=results/rungs_evolution/best.json#1")
+    assert best["id"] == 127 and loss.name == "rungs_cand127"
 
 
 def test_a_genome_file_is_named_by_its_loss_in_cells_and_tables(tmp_path):

@@ -171,7 +171,7 @@ def test_every_config_and_named_variant_builds():
         "automl,runlocal"}
     assert set(ALL_VARIANTS["surrogate"]) == {None, "convnet", "automl"}
     assert set(ALL_VARIANTS["cpu_evolution"]) == {None, "runlocal", "ce_baseline", "retrain",
-                                                "rungs"}
+                                                "rungs", "rungs_retrain"}
     assert set(ALL_VARIANTS["davidnet"]) == {None, "cutmix", "runlocal", "cutmix,runlocal"}
     for name in ("augment_grid", "report"):
         assert ALL_VARIANTS[name] == [None]
