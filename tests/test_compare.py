@@ -135,7 +135,7 @@ def test_rungs_retrain_names_cand127_and_shares_table4_cells(monkeypatch):
     cells_dir = "results/rungs_evolution/retrain/cells"
     records = [json.load(open(os.path.join(cells_dir, f))) for f in sorted(os.listdir(cells_dir))
                if f.startswith("rungs_cand127__")]
-    assert len(records) >= 6 and {r["loss_fingerprint"] for r in records} == {want}
+    assert len(records) == 10 and {r["loss_fingerprint"] for r in records} == {want}
 
 
 def test_a_genome_file_is_named_by_its_loss_in_cells_and_tables(tmp_path):
