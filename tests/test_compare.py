@@ -132,10 +132,11 @@ def test_rungs_retrain_names_cand127_and_shares_table4_cells(monkeypatch):
     loss = L.resolve("rungs_cand127=results/rungs_evolution/best.json#1")
     assert best["id"] == 127 and loss.name == "rungs_cand127"
     want = L.fingerprint(L.to_spec(loss))  # the committed re-training ran exactly this loss
-    cells_dir = "results/rungs_evolution/retrain/cells"
-    records = [json.load(open(os.path.join(cells_dir, f))) for f in sorted(os.listdir(cells_dir))
-               if f.startswith("rungs_cand127__")]
-    assert len(records) == 10 and {r["loss_fingerprint"] for r in records} == {want}
+    import pathlib
+
+    records = [json.loads(p.read_text()) for p in
+               sorted(pathlib.Path("results/rungs_evolution/retrain/cells").glob("rungs_cand127__*"))]
+    assert len(records) == 10 and {rec["loss_fingerprint"] for rec in records} == {want}
 
 
 def test_a_genome_file_is_named_by_its_loss_in_cells_and_tables(tmp_path):
