@@ -197,7 +197,10 @@ def main(argv):
     if "command" in config and _ARGV:
         config.command = invocation(_ARGV)  # what made this run, for its Reproduce line
     quiet_tpu_probe()
-    stop.install()  # SIGINT/SIGTERM: close the executor, one line, rerun resumes
+    try:
+        stop.install()  # SIGINT/SIGTERM: close the executor, one line, rerun resumes
+    except ValueError as e:  # a bad $LFE_STOP_GRACE_S
+        _fail(str(e))
     try:
         dispatch(config, _WORKDIR.value)
     except KeyboardInterrupt:  # stop.Stopped, or Ray's KeyboardInterrupt in its place

@@ -112,6 +112,56 @@ def test_a_second_signal_ends_the_process_at_once(tmp_path):
     assert time.monotonic() - start < 5
 
 
+def _hanging(cleanup_s: float) -> str:
+    """A process whose clean-up after the first signal takes ``cleanup_s`` seconds."""
+    return ("import sys, time\nfrom lfe.core import stop\nstop.install()\n"
+            "try:\n    print('ready', flush=True)\n    time.sleep(60)\n"
+            "except stop.Stopped:\n    print('cleaning up', flush=True)\n"
+            f"    time.sleep({cleanup_s})\n    print(stop.MESSAGE, file=sys.stderr)\n"
+            "    sys.exit(stop.exit_status(stop.received()))\n")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_that_hangs_in_its_clean_up_ends_after_the_grace_period(sig):
+    """A clean-up stuck for good (a lock an interrupted library call left held) does not keep a
+    stopped controller alive: the watchdog ends it ``LFE_STOP_GRACE_S`` after the signal, with
+    the stop's exit status and line."""
+    proc = subprocess.Popen([sys.executable, "-c", _hanging(600)], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, LFE_STOP_GRACE_S="2"))
+    assert proc.stdout.readline() == "ready\n"
+    start = time.monotonic()
+    proc.send_signal(sig)
+    assert proc.stdout.readline() == "cleaning up\n"
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, err
+    assert 2 <= time.monotonic() - start < 30
+    assert err.splitlines() == [
+        "closing took over 2 s (LFE_STOP_GRACE_S); ended without waiting for it", stop.MESSAGE]
+
+
+def test_a_clean_up_within_the_grace_period_is_not_cut_short():
+    """The watchdog only acts on a stop that outlives its grace; the process's own exit, with
+    its own line, comes first otherwise."""
+    proc = subprocess.Popen([sys.executable, "-c", _hanging(1)], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, LFE_STOP_GRACE_S="20"))
+    assert proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert err.splitlines() == [stop.MESSAGE]
+
+
+@pytest.mark.parametrize("raw", ["soon", "0", "-5"])
+def test_a_bad_grace_period_is_one_line_naming_it(tmp_path, raw):
+    done = subprocess.run(cli(tmp_path / "run"), cwd=ROOT, capture_output=True, text=True,
+                          env=dict(env(tmp_path, 0.3), LFE_STOP_GRACE_S=raw), timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith(f"lfe: error: LFE_STOP_GRACE_S='{raw}'")
+    assert not os.path.exists(tmp_path / "run")  # refused before anything was written
+
+
 def test_pool_workers_exit_when_the_controller_is_killed(tmp_path):
     """``kill -9`` of a pool controller: its workers (and multiprocessing's resource tracker)
     are gone within seconds, while the evaluations they were running would take minutes."""
